@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint typecheck unit kafka bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole system on the embedded default (SQLite, local files, reference miners).
+run: install
+	$(VENV)/bin/taskledger dev --data-dir .taskledger
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy events aggregates projections processors http_edge miners blobs taskledger bench
+
+## Kafka's jars from Maven Central (cached under ~/.m2 and .cache/kafka).
+kafka:
+	scripts/kafka-broker fetch
+
+## Everything: install, lint, types, and the whole suite with the real broker and emulators.
+test: install lint typecheck kafka
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(VENV)/bin/taskledger bench engine
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,70 @@
+"""The Task aggregate: pure ``decide`` and ``evolve``, and the transition table."""
+
+from aggregates.commands import (
+    ArchiveTask,
+    CancelTask,
+    CheckDeadlines,
+    Command,
+    CreateTask,
+    DistributeTask,
+    Evaluate,
+    RecordFailure,
+    RecordResponse,
+)
+from aggregates.decider import decide
+from aggregates.errors import (
+    AlreadyAnswered,
+    DomainError,
+    IllegalTransition,
+    InvalidCommand,
+    MinerAlreadyAssigned,
+    MinerNotAssigned,
+    TaskAlreadyExists,
+    TaskNotFound,
+)
+from aggregates.state import MinerSlot, TaskState, evolve, fold
+from aggregates.transitions import (
+    MINER_TRANSITIONS,
+    OPEN,
+    START,
+    STATUSES,
+    TERMINAL,
+    TRANSITIONS,
+    MinerState,
+    Status,
+    next_status,
+)
+
+__all__ = [
+    "MINER_TRANSITIONS",
+    "OPEN",
+    "START",
+    "STATUSES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "AlreadyAnswered",
+    "ArchiveTask",
+    "CancelTask",
+    "CheckDeadlines",
+    "Command",
+    "CreateTask",
+    "DistributeTask",
+    "DomainError",
+    "Evaluate",
+    "IllegalTransition",
+    "InvalidCommand",
+    "MinerAlreadyAssigned",
+    "MinerNotAssigned",
+    "MinerSlot",
+    "MinerState",
+    "RecordFailure",
+    "RecordResponse",
+    "Status",
+    "TaskAlreadyExists",
+    "TaskNotFound",
+    "TaskState",
+    "decide",
+    "evolve",
+    "fold",
+    "next_status",
+]

@@ -1,0 +1,180 @@
+"""A task's current state, and ``evolve``: how one event changes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from aggregates.errors import MinerAlreadyAssigned, MinerNotAssigned
+from aggregates.transitions import START, MinerState, next_miner_state, next_status
+from events import (
+    Envelope,
+    Event,
+    MinerAssigned,
+    MinerAssignment,
+    MinerFailed,
+    MinerResponded,
+    MinerTimedOut,
+    TaskApproved,
+    TaskArchived,
+    TaskCancelled,
+    TaskCompleted,
+    TaskCreated,
+    TaskDistributed,
+    TaskEvaluated,
+    TaskFailed,
+    parse_time,
+    payload_of,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerSlot:
+    hotkey: str
+    state: MinerState
+    assigned_at: datetime
+    deadline: datetime
+    latency_ms: float | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    replaces: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    task_id: str
+    status: str = START
+    version: int = 0
+    task_type: str = ""
+    priority: str = "normal"
+    client: str = ""
+    input: dict[str, Any] | None = None
+    deadline: datetime | None = None
+    miners_wanted: int = 0
+    miner_timeout_seconds: float = 0.0
+    idempotency_key: str | None = None
+    blobs: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    miners: tuple[MinerSlot, ...] = ()
+    validator: str | None = None
+    scores: dict[str, float] | None = None
+    rewards: dict[str, float] | None = None
+    result: dict[str, Any] | None = None
+    winner: str | None = None
+    error: dict[str, str] | None = None
+    archived: bool = False
+
+    @property
+    def exists(self) -> bool:
+        return self.status != START
+
+    def slot(self, hotkey: str) -> MinerSlot | None:
+        for slot in self.miners:
+            if slot.hotkey == hotkey:
+                return slot
+        return None
+
+    def assigned(self) -> tuple[MinerSlot, ...]:
+        return tuple(slot for slot in self.miners if slot.state == "assigned")
+
+    def responded(self) -> tuple[MinerSlot, ...]:
+        return tuple(slot for slot in self.miners if slot.state == "responded")
+
+    def next_deadline(self) -> datetime | None:
+        """The earliest moment the deadline keeper must look at this task, if open."""
+        if self.status == "PENDING":
+            return self.deadline
+        if self.status != "DISTRIBUTED":
+            return None
+        moments = [slot.deadline for slot in self.assigned()]
+        if self.deadline is not None:
+            moments.append(self.deadline)
+        return min(moments) if moments else None
+
+
+def _settle(
+    state: TaskState, hotkey: str, event_type: str, **changes: Any
+) -> tuple[MinerSlot, ...]:
+    slots = []
+    found = False
+    for slot in state.miners:
+        if slot.hotkey == hotkey:
+            found = True
+            slot = replace(slot, state=next_miner_state(slot.state, event_type), **changes)
+        slots.append(slot)
+    if not found:
+        raise MinerNotAssigned(f"miner {hotkey} is not assigned to task {state.task_id}")
+    return tuple(slots)
+
+
+def _new_slot(assignment: MinerAssignment, at: datetime, replaces: str | None) -> MinerSlot:
+    return MinerSlot(assignment.hotkey, "assigned", at, assignment.deadline, replaces=replaces)
+
+
+def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
+    """Apply one event. Raises IllegalTransition for an event the table does not allow."""
+    status = next_status(state.status, event.TYPE)
+    state = replace(state, status=status, version=state.version + 1, updated_at=at)
+    match event:
+        case TaskCreated():
+            return replace(
+                state,
+                task_type=event.task_type,
+                priority=event.priority,
+                client=event.client,
+                input=event.input,
+                deadline=event.deadline,
+                miners_wanted=event.miners_wanted,
+                miner_timeout_seconds=event.miner_timeout_seconds,
+                idempotency_key=event.idempotency_key,
+                blobs=event.blobs,
+                created_at=at,
+            )
+        case TaskDistributed():
+            slots = tuple(_new_slot(a, at, None) for a in event.assignments)
+            return replace(state, miners=state.miners + slots)
+        case MinerAssigned():
+            if state.slot(event.assignment.hotkey) is not None:
+                raise MinerAlreadyAssigned(f"miner {event.assignment.hotkey} assigned twice")
+            return replace(
+                state, miners=(*state.miners, _new_slot(event.assignment, at, event.replaces))
+            )
+        case MinerResponded():
+            miners = _settle(
+                state, event.hotkey, event.TYPE, result=event.result, latency_ms=event.latency_ms
+            )
+            return replace(state, miners=miners)
+        case MinerFailed():
+            return replace(
+                state, miners=_settle(state, event.hotkey, event.TYPE, reason=event.reason)
+            )
+        case MinerTimedOut():
+            return replace(
+                state, miners=_settle(state, event.hotkey, event.TYPE, reason="timed out")
+            )
+        case TaskCompleted():
+            return state
+        case TaskEvaluated():
+            return replace(
+                state, validator=event.validator, scores=event.scores, rewards=event.rewards
+            )
+        case TaskApproved():
+            return replace(state, result=event.result, winner=event.miner_hotkey)
+        case TaskFailed():
+            return replace(state, error={"code": event.code, "message": event.message})
+        case TaskCancelled():
+            return replace(state, error={"code": "cancelled", "message": event.reason})
+        case TaskArchived():
+            return replace(state, archived=True)
+    return state
+
+
+def fold(task_id: str, envelopes: Iterable[Envelope]) -> TaskState:
+    """Replay a stream from its first event."""
+    state = TaskState(task_id)
+    for envelope in envelopes:
+        state = evolve(state, payload_of(envelope), parse_time(envelope.occurred_at))
+    return state

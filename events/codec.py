@@ -1,0 +1,38 @@
+"""Canonical encoding: the exact bytes that are hashed and stored.
+
+Sorted keys and no insignificant whitespace, so the same event always encodes
+to the same bytes in any process and any language that follows the rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def decode(raw: bytes | str) -> Any:
+    return orjson.loads(raw)
+
+
+def sha256_hex(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and a trailing Z: one spelling per instant."""
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

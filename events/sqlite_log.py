@@ -1,0 +1,254 @@
+"""The embedded event log: one SQLite database in WAL mode, with group commit.
+
+Durability: ``synchronous=FULL`` (the default here) fsyncs the WAL at every
+commit, so an acknowledged append survives a process crash *and* a power loss.
+``synchronous=NORMAL`` survives a process crash but may lose the last commits
+on power loss. Appends that arrive while a commit is in flight are gathered
+into the next transaction, so one fsync serves many appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from events.codec import GENESIS_HASH
+from events.envelope import Envelope, from_stored
+from events.log import Batch, BrokenChain, StaleVersion, StreamHead, check_continuation
+
+Durability = Literal["full", "normal"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    task_id  TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    body     BLOB NOT NULL,
+    hash     TEXT NOT NULL,
+    UNIQUE (task_id, sequence)
+);
+CREATE TABLE IF NOT EXISTS streams (
+    task_id   TEXT PRIMARY KEY,
+    sequence  INTEGER NOT NULL,
+    head_hash TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer   TEXT PRIMARY KEY,
+    checkpoint TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_MAX_GROUP = 2000
+
+
+@dataclass
+class _PendingAppend:
+    task_id: str
+    expected: int
+    events: Sequence[Envelope]
+    future: asyncio.Future[None] = field(repr=False)
+
+
+def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={durability.upper()}")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+class SqliteEventLog:
+    def __init__(self, path: Path, *, durability: Durability = "full", poll_seconds: float = 0.05):
+        self.path = path
+        self._durability = durability
+        self._poll_seconds = poll_seconds
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(path, durability)
+        self._writer.executescript(_SCHEMA)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="eventlog-read")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._pending: list[_PendingAppend] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._appended = asyncio.Event()
+        self._closed = False
+
+    # -- writes ---------------------------------------------------------------
+
+    async def append(
+        self, task_id: str, expected_sequence: int, events: Sequence[Envelope]
+    ) -> None:
+        if not events:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append(_PendingAppend(task_id, expected_sequence, events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
+            try:
+                outcomes = await loop.run_in_executor(self._write_thread, self._commit, group)
+            except Exception as error:  # the whole transaction failed: nothing was written
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            for item, outcome in zip(group, outcomes, strict=True):
+                if item.future.done():
+                    continue
+                if outcome is None:
+                    item.future.set_result(None)
+                else:
+                    item.future.set_exception(outcome)
+            self._wake_subscribers()
+
+    def _commit(self, group: list[_PendingAppend]) -> list[Exception | None]:
+        connection = self._writer
+        heads: dict[str, tuple[int, str]] = {}
+        rows: list[tuple[str, int, str, bytes, str]] = []
+        outcomes: list[Exception | None] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for item in group:
+                head = heads.get(item.task_id)
+                if head is None:
+                    found = connection.execute(
+                        "SELECT sequence, head_hash FROM streams WHERE task_id = ?",
+                        (item.task_id,),
+                    ).fetchone()
+                    head = (found[0], found[1]) if found else (0, GENESIS_HASH)
+                try:
+                    check_continuation(item.task_id, head[0], head[1], item.expected, item.events)
+                except (StaleVersion, BrokenChain) as refused:
+                    outcomes.append(refused)
+                    continue
+                rows.extend((e.task_id, e.sequence, e.type, e.body, e.hash) for e in item.events)
+                last = item.events[-1]
+                heads[item.task_id] = (last.sequence, last.hash)
+                outcomes.append(None)
+            connection.executemany(
+                "INSERT INTO events (task_id, sequence, type, body, hash) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            connection.executemany(
+                "INSERT INTO streams (task_id, sequence, head_hash) VALUES (?, ?, ?) "
+                "ON CONFLICT (task_id) DO UPDATE SET "
+                "sequence = excluded.sequence, head_hash = excluded.head_hash",
+                [(task_id, sequence, hash) for task_id, (sequence, hash) in heads.items()],
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _wake_subscribers(self) -> None:
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
+        def write() -> None:
+            self._writer.execute(
+                "INSERT INTO checkpoints (consumer, checkpoint) VALUES (?, ?) "
+                "ON CONFLICT (consumer) DO UPDATE SET checkpoint = excluded.checkpoint",
+                (consumer, checkpoint),
+            )
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, write)
+
+    # -- reads ----------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = _connect(self.path, self._durability)
+            self._local.connection = connection
+            with self._readers_lock:
+                self._readers.append(connection)
+        return connection
+
+    async def _read(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            return self._reader().execute(query, parameters).fetchall()
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+
+    async def read_stream(self, task_id: str) -> list[Envelope]:
+        rows = await self._read(
+            "SELECT body, hash, position FROM events WHERE task_id = ? ORDER BY sequence",
+            (task_id,),
+        )
+        return [from_stored(body, hash, position) for body, hash, position in rows]
+
+    async def subscribe(
+        self, *, after: str | None = None, follow: bool = True, batch_size: int = 1000
+    ) -> AsyncIterator[Batch]:
+        position = int(after) if after else 0
+        while not self._closed:
+            wakeup = self._appended
+            rows = await self._read(
+                "SELECT body, hash, position FROM events WHERE position > ? "
+                "ORDER BY position LIMIT ?",
+                (position, batch_size),
+            )
+            if rows:
+                position = rows[-1][2]
+                events = tuple(from_stored(body, hash, pos) for body, hash, pos in rows)
+                yield Batch(events, str(position))
+                continue
+            if not follow:
+                return
+            # Appends from this process wake us at once; other processes' appends
+            # are noticed by polling.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), self._poll_seconds)
+
+    async def stream_heads(self) -> list[StreamHead]:
+        rows = await self._read("SELECT task_id, sequence, head_hash FROM streams", ())
+        return [StreamHead(task_id, sequence, hash) for task_id, sequence, hash in rows]
+
+    async def load_checkpoint(self, consumer: str) -> str | None:
+        rows = await self._read(
+            "SELECT checkpoint FROM checkpoints WHERE consumer = ?", (consumer,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def head_position(self) -> int:
+        rows = await self._read("SELECT COALESCE(MAX(position), 0) FROM events", ())
+        return int(rows[0][0])
+
+    async def count(self) -> int:
+        rows = await self._read("SELECT COUNT(*) FROM events", ())
+        return int(rows[0][0])
+
+    async def check(self) -> None:
+        await self._read("SELECT 1", ())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        while self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        self._closed = True
+        self._wake_subscribers()
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._writer.close()
+        with self._readers_lock:
+            for connection in self._readers:
+                connection.close()

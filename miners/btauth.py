@@ -1,0 +1,173 @@
+"""btauth/1 between aiohttp and ``bittensor.http_auth``: signing, verifying, replay store.
+
+Both sides sign and verify the request target exactly as it travels on the
+wire (path plus query, percent-encoding untouched), never a decoded or
+re-built form, or a signature made for ``/a%20b`` would fail as ``/a b``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+from bittensor import http_auth
+from bittensor.http_auth import NonceStore
+
+from miners.identity import Identity
+
+AuthFailureCode = Literal[
+    "missing_signature",
+    "bad_signature",
+    "stale_signature",
+    "replayed_signature",
+    "wrong_receiver",
+]
+
+# Without these there is no signature to check at all; anything else wrong
+# with the headers is a bad signature.
+_REQUIRED_HEADERS = (
+    http_auth.HEADER_VERSION,
+    http_auth.HEADER_HOTKEY,
+    http_auth.HEADER_NONCE,
+    http_auth.HEADER_SIGNATURE,
+)
+
+
+class AuthFailed(Exception):
+    """A btauth/1 request was not authenticated; ``code`` says why.
+
+    The message is safe to return to the caller: it never echoes the
+    signature or the body.
+    """
+
+    def __init__(self, code: AuthFailureCode, message: str) -> None:
+        super().__init__(message)
+        self.code: AuthFailureCode = code
+        self.message = message
+
+
+def sign_headers(
+    identity: Identity, method: str, path: str, body: bytes, receiver_ss58: str
+) -> dict[str, str]:
+    """The btauth/1 headers for one request; ``path`` is the target as sent, query included."""
+    return http_auth.sign(
+        identity.signer, method=method, path=path, body=body, receiver_ss58=receiver_ss58
+    )
+
+
+async def verify_request(
+    request: web.Request,
+    body: bytes,
+    *,
+    self_ss58: str,
+    nonce_store: NonceStore,
+    max_age: float = http_auth.DEFAULT_MAX_AGE,
+    allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW,
+) -> str:
+    """Authenticate ``request`` (whose raw body is ``body``); returns the caller's hotkey.
+
+    Raises :class:`AuthFailed`. Runs in a worker thread because a shared
+    nonce store may wait on another process's database lock, which must not
+    stall the event loop.
+    """
+    if any(name not in request.headers for name in _REQUIRED_HEADERS):
+        raise AuthFailed("missing_signature", "request carries no complete btauth/1 signature")
+    try:
+        caller = await asyncio.to_thread(
+            http_auth.verify,
+            request.headers,
+            body,
+            method=request.method,
+            path=request.raw_path,
+            self_hotkey_ss58=self_ss58,
+            max_age=max_age,
+            allowed_skew=allowed_skew,
+            nonce_store=nonce_store,
+        )
+    except http_auth.WrongReceiver as error:
+        raise AuthFailed("wrong_receiver", str(error)) from None
+    except http_auth.StaleRequest as error:
+        raise AuthFailed("stale_signature", str(error)) from None
+    except http_auth.ReplayedRequest as error:
+        raise AuthFailed("replayed_signature", str(error)) from None
+    except (http_auth.BadSignature, http_auth.MalformedAuth) as error:
+        raise AuthFailed("bad_signature", str(error)) from None
+    return caller.hotkey_ss58
+
+
+class SqliteNonceStore:
+    """A :class:`~bittensor.http_auth.NonceStore` shared by processes on one host.
+
+    One SQLite database in WAL mode; the primary key on (hotkey, nonce) makes
+    ``INSERT OR IGNORE`` the atomic "first one wins" across processes. Rows
+    expire ``retention`` seconds after they were stored, by the wall clock all
+    processes share; expired rows are purged every ``purge_interval`` seconds
+    by whichever process notices first. An expired row still present is
+    harmless: its nonce is already outside the freshness window and rejected
+    as stale before the store is asked.
+
+    One instance per process; thread-safe within it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        retention: float = 60.0,
+        *,
+        purge_interval: float = 10.0,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.retention = retention
+        self._purge_interval = purge_interval
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        # Losing the last moments of nonces in a power cut only matters for
+        # requests that are stale by the time the host is back.
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS btauth_nonces ("
+            " hotkey TEXT NOT NULL,"
+            " nonce INTEGER NOT NULL,"
+            " expires_at REAL NOT NULL,"
+            " PRIMARY KEY (hotkey, nonce)"
+            ") WITHOUT ROWID"
+        )
+        self._connection.execute(
+            "CREATE INDEX IF NOT EXISTS btauth_nonces_expiry ON btauth_nonces (expires_at)"
+        )
+        self._next_purge = time.monotonic() + purge_interval
+
+    def check_and_store(self, hotkey_ss58: str, nonce_ns: int) -> bool:
+        """Record (hotkey, nonce); False if any process recorded it before."""
+        now = time.time()
+        with self._lock:
+            if time.monotonic() >= self._next_purge:
+                self._purge(now)
+            cursor = self._connection.execute(
+                "INSERT OR IGNORE INTO btauth_nonces (hotkey, nonce, expires_at) VALUES (?, ?, ?)",
+                (hotkey_ss58, nonce_ns, now + self.retention),
+            )
+            return cursor.rowcount == 1
+
+    def purge_expired(self) -> int:
+        """Delete expired rows now; returns how many."""
+        with self._lock:
+            return self._purge(time.time())
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def _purge(self, now: float) -> int:
+        self._next_purge = time.monotonic() + self._purge_interval
+        cursor = self._connection.execute("DELETE FROM btauth_nonces WHERE expires_at <= ?", (now,))
+        return cursor.rowcount

@@ -1,0 +1,118 @@
+"""Run a command against a task: load, decide, seal, append — retried on a concurrent write."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from aggregates import Command, TaskState, decide, evolve, fold
+from events import GENESIS_HASH, Envelope, EventLog, StaleVersion, seal, to_data
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: TaskState
+    events: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    state: TaskState
+    hash: str
+
+
+class CommandHandler:
+    """The single path by which anything changes a task.
+
+    A small cache of recent task heads spares re-reading a stream for every
+    command; a stale head shows up as StaleVersion, and the command is decided
+    again on the fresh stream.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        ids: Callable[[], str] = new_id,
+        cache_size: int = 20_000,
+        attempts: int = 8,
+    ) -> None:
+        self._log = log
+        self._ids = ids
+        self._cache: OrderedDict[str, _Head] = OrderedDict()
+        self._cache_size = cache_size
+        self._attempts = attempts
+
+    async def load(self, task_id: str) -> TaskState:
+        return (await self._head(task_id)).state
+
+    async def execute(
+        self,
+        task_id: str,
+        command: Command,
+        *,
+        actor: str,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Outcome:
+        for attempt in range(self._attempts):
+            head = await self._head(task_id, fresh=attempt > 0)
+            events = decide(head.state, command)
+            if not events:
+                return Outcome(head.state, ())
+            state, previous = head.state, head.hash
+            sealed: list[Envelope] = []
+            at = command.now
+            for event in events:
+                state = evolve(state, event, at)
+                envelope = seal(
+                    event_id=self._ids(),
+                    task_id=task_id,
+                    sequence=state.version,
+                    type=event.TYPE,
+                    version=event.VERSION,
+                    occurred_at=at,
+                    actor=actor,
+                    data=to_data(event),
+                    prev_hash=previous,
+                    causation_id=causation_id,
+                    correlation_id=correlation_id or task_id,
+                )
+                sealed.append(envelope)
+                previous = envelope.hash
+            try:
+                await self._log.append(task_id, head.state.version, sealed)
+            except StaleVersion:
+                self._cache.pop(task_id, None)
+                continue
+            self._remember(task_id, _Head(state, previous))
+            return Outcome(state, tuple(sealed))
+        raise StaleVersion(task_id, -1, -1)
+
+    async def _head(self, task_id: str, *, fresh: bool = False) -> _Head:
+        cached = None if fresh else self._cache.get(task_id)
+        if cached is not None:
+            self._cache.move_to_end(task_id)
+            return cached
+        stream = await self._log.read_stream(task_id)
+        head = _Head(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
+        if stream:
+            self._remember(task_id, head)
+        return head
+
+    def _remember(self, task_id: str, head: _Head) -> None:
+        self._cache[task_id] = head
+        self._cache.move_to_end(task_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

@@ -1,0 +1,232 @@
+"""Read models in SQLite (the embedded default), checkpoints in the same database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aggregates import TERMINAL, TaskState
+from events import PRIORITY_RANK, format_time
+from projections.miner_stats import MinerStats
+from projections.state_codec import state_from_doc, state_to_doc
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id       TEXT PRIMARY KEY,
+    client        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    priority_rank INTEGER NOT NULL,
+    created_at    TEXT,
+    updated_at    TEXT,
+    next_deadline TEXT,
+    archived      INTEGER NOT NULL,
+    state         BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_deadline) WHERE next_deadline IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (status, priority_rank DESC, created_at);
+CREATE INDEX IF NOT EXISTS tasks_client ON tasks (client, created_at DESC);
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (archived, status, updated_at);
+CREATE TABLE IF NOT EXISTS task_blobs (
+    digest  TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (digest, task_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS miners (
+    hotkey TEXT PRIMARY KEY,
+    stats  BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer   TEXT PRIMARY KEY,
+    checkpoint TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_TASK_COLUMNS = "SELECT state FROM tasks"
+
+
+def _task_row(state: TaskState) -> tuple[Any, ...]:
+    deadline = state.next_deadline()
+    return (
+        state.task_id,
+        state.client,
+        state.status,
+        PRIORITY_RANK.get(state.priority, 1),
+        format_time(state.created_at) if state.created_at else None,
+        format_time(state.updated_at) if state.updated_at else None,
+        format_time(deadline) if deadline else None,
+        int(state.archived),
+        orjson.dumps(state_to_doc(state)),
+    )
+
+
+class SqliteReadModelStore:
+    def __init__(self, path: Path, *, durability: str = "normal") -> None:
+        # Read models can always be rebuilt from the log, so NORMAL (no fsync per
+        # commit, crash-safe, may lose the last commits on power loss) is enough.
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._durability = durability
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="readmodel-write")
+        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="readmodel-read")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = [self._writer]
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={self._durability.upper()}")
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    async def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            return self._reader().execute(query, tuple(parameters)).fetchall()
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+
+    async def commit(
+        self,
+        consumer: str,
+        checkpoint: str,
+        tasks: Sequence[TaskState],
+        miners: Sequence[MinerStats],
+    ) -> None:
+        task_rows = [_task_row(state) for state in tasks]
+        blob_rows = [(digest, state.task_id) for state in tasks for digest in state.blobs]
+        miner_rows = [(stats.hotkey, orjson.dumps(stats.to_doc())) for stats in miners]
+
+        def write() -> None:
+            connection = self._writer
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany(
+                    "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", task_rows
+                )
+                connection.executemany("INSERT OR IGNORE INTO task_blobs VALUES (?, ?)", blob_rows)
+                connection.executemany("INSERT OR REPLACE INTO miners VALUES (?, ?)", miner_rows)
+                connection.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (consumer, checkpoint)
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, write)
+
+    async def checkpoint(self, consumer: str) -> str | None:
+        rows = await self._read(
+            "SELECT checkpoint FROM checkpoints WHERE consumer = ?", (consumer,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def get_task(self, task_id: str) -> TaskState | None:
+        rows = await self._read(f"{_TASK_COLUMNS} WHERE task_id = ?", (task_id,))
+        return state_from_doc(orjson.loads(rows[0][0])) if rows else None
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> dict[str, TaskState]:
+        found: dict[str, TaskState] = {}
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for (raw,) in await self._read(f"{_TASK_COLUMNS} WHERE task_id IN ({marks})", chunk):
+                state = state_from_doc(orjson.loads(raw))
+                found[state.task_id] = state
+        return found
+
+    async def get_miners(self, hotkeys: Sequence[str]) -> dict[str, MinerStats]:
+        found: dict[str, MinerStats] = {}
+        for start in range(0, len(hotkeys), 500):
+            chunk = hotkeys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT stats FROM miners WHERE hotkey IN ({marks})"
+            for (raw,) in await self._read(query, chunk):
+                stats = MinerStats.from_doc(orjson.loads(raw))
+                found[stats.hotkey] = stats
+        return found
+
+    async def all_miners(self) -> list[MinerStats]:
+        rows = await self._read("SELECT stats FROM miners ORDER BY hotkey")
+        return [MinerStats.from_doc(orjson.loads(raw)) for (raw,) in rows]
+
+    async def tasks_due(self, now: datetime, limit: int) -> list[str]:
+        rows = await self._read(
+            "SELECT task_id FROM tasks WHERE next_deadline IS NOT NULL AND next_deadline <= ? "
+            "ORDER BY next_deadline LIMIT ?",
+            (format_time(now), limit),
+        )
+        return [task_id for (task_id,) in rows]
+
+    async def tasks_in_status(self, status: str, limit: int) -> list[TaskState]:
+        rows = await self._read(
+            f"{_TASK_COLUMNS} WHERE status = ? ORDER BY priority_rank DESC, created_at LIMIT ?",
+            (status, limit),
+        )
+        return [state_from_doc(orjson.loads(raw)) for (raw,) in rows]
+
+    async def tasks_for_client(self, client: str, limit: int) -> list[TaskState]:
+        rows = await self._read(
+            f"{_TASK_COLUMNS} WHERE client = ? ORDER BY created_at DESC LIMIT ?", (client, limit)
+        )
+        return [state_from_doc(orjson.loads(raw)) for (raw,) in rows]
+
+    async def tasks_to_archive(self, finished_before: datetime, limit: int) -> list[TaskState]:
+        marks = ",".join("?" * len(TERMINAL))
+        rows = await self._read(
+            f"{_TASK_COLUMNS} WHERE archived = 0 AND status IN ({marks}) AND updated_at < ? "
+            "ORDER BY updated_at LIMIT ?",
+            (*sorted(TERMINAL), format_time(finished_before), limit),
+        )
+        return [state_from_doc(orjson.loads(raw)) for (raw,) in rows]
+
+    async def blob_in_use(self, digest: str, excluding_task: str) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM task_blobs JOIN tasks USING (task_id) "
+            "WHERE digest = ? AND task_id != ? AND archived = 0 LIMIT 1",
+            (digest, excluding_task),
+        )
+        return bool(rows)
+
+    async def status_counts(self) -> dict[str, int]:
+        rows = await self._read("SELECT status, COUNT(*) FROM tasks GROUP BY status")
+        return {status: count for status, count in rows}
+
+    async def reset(self) -> None:
+        def wipe() -> None:
+            self._writer.executescript(
+                "BEGIN; DELETE FROM tasks; DELETE FROM task_blobs; DELETE FROM miners; "
+                "DELETE FROM checkpoints; COMMIT;"
+            )
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, wipe)
+
+    async def check(self) -> None:
+        await self._read("SELECT 1")
+
+    async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
