@@ -17,6 +17,7 @@ from aggregates import TERMINAL, TaskState
 from events import PRIORITY_RANK, format_time
 from projections.miner_stats import MinerStats
 from projections.state_codec import state_from_doc, state_to_doc
+from projections.task_blobs import task_blobs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -113,7 +114,7 @@ class SqliteReadModelStore:
         miners: Sequence[MinerStats],
     ) -> None:
         task_rows = [_task_row(state) for state in tasks]
-        blob_rows = [(digest, state.task_id) for state in tasks for digest in state.blobs]
+        blob_rows = [(digest, state.task_id) for state in tasks for digest in task_blobs(state)]
         miner_rows = [(stats.hotkey, orjson.dumps(stats.to_doc())) for stats in miners]
 
         def write() -> None:

@@ -1,0 +1,61 @@
+"""The deadline keeper: times out silent miners (with failover) and fails overdue tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from aggregates import CheckDeadlines, DomainError
+from processors.commands import CommandHandler
+from processors.work import WorkSender
+from projections.store import ReadModelStore
+
+log = logging.getLogger(__name__)
+
+NAME = "deadline-keeper"
+
+
+class DeadlineKeeper:
+    """Asks the read model which open tasks have a deadline behind them, and acts.
+
+    It holds no state of its own, so a restart loses nothing: the read model
+    remembers every open task's next deadline.
+    """
+
+    def __init__(
+        self,
+        handler: CommandHandler,
+        store: ReadModelStore,
+        sender: WorkSender,
+        clock: Callable[[], datetime],
+        batch_size: int = 500,
+    ) -> None:
+        self._handler = handler
+        self._store = store
+        self._sender = sender
+        self._clock = clock
+        self._batch_size = batch_size
+
+    async def tick(self) -> int:
+        """Handle every task due now; returns how many tasks changed."""
+        now = self._clock()
+        due = await self._store.tasks_due(now, self._batch_size)
+        changed = await asyncio.gather(*(self._expire(task_id, now) for task_id in due))
+        return sum(changed)
+
+    async def _expire(self, task_id: str, now: datetime) -> bool:
+        state = await self._handler.load(task_id)
+        overdue = state.deadline is not None and now >= state.deadline
+        silent = [slot for slot in state.assigned() if slot.deadline <= now]
+        replacements = [] if overdue else await self._sender.replacement(state, len(silent))
+        try:
+            outcome = await self._handler.execute(
+                task_id, CheckDeadlines(now, tuple(replacements)), actor=NAME
+            )
+        except DomainError as refused:
+            log.warning("deadline check of %s refused: %s", task_id, refused)
+            return False
+        self._sender.deliver(outcome)
+        return bool(outcome.events)

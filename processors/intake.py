@@ -1,0 +1,69 @@
+"""Accepting a client's job: one TaskCreated, idempotent per (client, Idempotency-Key)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aggregates import CreateTask, TaskAlreadyExists, TaskState
+from events import Priority, TaskType
+from processors.commands import CommandHandler, new_id
+from processors.settings import ProcessorSettings
+
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5f8e-3f2a-4d0e-9a57-0c1b7d6e2a11")
+
+
+def task_id_for(client: str, idempotency_key: str | None) -> str:
+    """A fresh id, or the same id every time for the same client and key.
+
+    Deriving the id from the key makes a retried request land on the same
+    stream, where the log's uniqueness settles any race without a lookup.
+    """
+    if idempotency_key is None:
+        return new_id()
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{client}\n{idempotency_key}"))
+
+
+class Intake:
+    def __init__(
+        self,
+        handler: CommandHandler,
+        settings: ProcessorSettings,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._handler = handler
+        self._settings = settings
+        self._clock = clock
+
+    async def submit(
+        self,
+        *,
+        client: str,
+        task_type: TaskType,
+        priority: Priority,
+        input: dict[str, Any],
+        idempotency_key: str | None = None,
+        blobs: tuple[str, ...] = (),
+    ) -> tuple[TaskState, bool]:
+        """Returns the task and whether this call created it (False: an idempotent repeat)."""
+        task_id = task_id_for(client, idempotency_key)
+        now = self._clock()
+        command = CreateTask(
+            task_type=task_type,
+            priority=priority,
+            input=input,
+            client=client,
+            deadline=now + timedelta(seconds=self._settings.task_deadline_seconds),
+            miners_wanted=self._settings.miners_for(task_type),
+            miner_timeout_seconds=self._settings.miner_timeout_seconds,
+            now=now,
+            idempotency_key=idempotency_key,
+            blobs=blobs,
+        )
+        try:
+            outcome = await self._handler.execute(task_id, command, actor=client)
+        except TaskAlreadyExists:
+            return await self._handler.load(task_id), False
+        return outcome.state, True

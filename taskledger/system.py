@@ -1,0 +1,227 @@
+"""The composition root: builds one taskledger process from settings."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bittensor.http_auth import NonceStore
+
+from blobs.links import InputLinks
+from blobs.port import BlobStore
+from events import EventLog
+from http_edge.context import EdgeContext, EdgeLimits
+from miners.btauth import SqliteNonceStore
+from miners.client import MinerClient
+from miners.directory import (
+    CombinedDirectory,
+    MinerDirectory,
+    MinerInfo,
+    StaticMinerDirectory,
+    load_miners_file,
+)
+from miners.identity import Identity
+from processors.commands import CommandHandler, utc_now
+from processors.deadlines import DeadlineKeeper
+from processors.dispatcher import Dispatcher
+from processors.evaluation import Evaluations
+from processors.intake import Intake
+from processors.pool import MinerPool
+from processors.projection_runner import ProjectionRunner, StatusBroadcaster
+from processors.retention import Retention
+from processors.runtime import Runtime
+from processors.selection import MinerSelector
+from processors.settings import ProcessorSettings
+from processors.work import WorkSender
+from projections import Projector
+from projections.store import ReadModelStore
+from taskledger.backends import open_blobs, open_event_log, open_read_models
+from taskledger.settings import Settings
+
+
+def link_secret(settings: Settings) -> bytes:
+    """The secret behind miners' input links: configured, or made once per data dir."""
+    if settings.link_secret:
+        return settings.link_secret.encode()
+    path = settings.data_dir / "link-secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def processor_settings(settings: Settings) -> ProcessorSettings:
+    return ProcessorSettings(
+        public_url=settings.base_url,
+        miners_per_type=dict(settings.miners_per_type),
+        miner_timeout_seconds=settings.miner_timeout_seconds,
+        task_deadline_seconds=settings.task_deadline_seconds,
+        retention_seconds=settings.retention_seconds,
+        retention_tick_seconds=min(60.0, max(1.0, settings.retention_seconds / 10)),
+    )
+
+
+def miner_directory(
+    settings: Settings, extra_miners: Iterable[MinerInfo], extra_validators: Iterable[str]
+) -> MinerDirectory:
+    miners = list(extra_miners)
+    if settings.miners_file is not None:
+        miners += load_miners_file(settings.miners_file)
+    validators = (*settings.validator_hotkeys, *extra_validators)
+    static = StaticMinerDirectory(miners, validators)
+    if settings.chain_endpoint and settings.netuid is not None:
+        from miners.metagraph_directory import ChainMetagraphFetch, MetagraphDirectory
+
+        fetch = ChainMetagraphFetch(settings.chain_endpoint, settings.netuid)
+        chain = MetagraphDirectory(fetch, refresh_seconds=settings.metagraph_refresh_seconds)
+        return CombinedDirectory(static, chain)
+    return static
+
+
+@dataclass
+class System:
+    settings: Settings
+    identity: Identity
+    log: EventLog
+    store: ReadModelStore
+    blobs: BlobStore
+    handler: CommandHandler
+    pool: MinerPool
+    selector: MinerSelector
+    client: MinerClient
+    sender: WorkSender
+    intake: Intake
+    evaluations: Evaluations
+    broadcaster: StatusBroadcaster
+    links: InputLinks
+    nonce_store: NonceStore
+    clock: Callable[[], datetime]
+    runtime: Runtime = field(default_factory=Runtime)
+    projection_runner: ProjectionRunner | None = None
+
+    def edge_context(self) -> EdgeContext:
+        return EdgeContext(
+            intake=self.intake,
+            handler=self.handler,
+            store=self.store,
+            log=self.log,
+            evaluations=self.evaluations,
+            blobs=self.blobs,
+            links=self.links,
+            pool=self.pool,
+            selector=self.selector,
+            broadcaster=self.broadcaster,
+            identity=self.identity,
+            nonce_store=self.nonce_store,
+            api_keys=dict(self.settings.api_keys),
+            limits=EdgeLimits(
+                max_upload_bytes=self.settings.max_upload_bytes,
+                rate_per_second=self.settings.rate_per_second,
+                rate_burst=self.settings.rate_burst,
+            ),
+            clock=self.clock,
+            processor_figures=self.processor_figures,
+        )
+
+    async def processor_figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {"restarts": self.runtime.failures()}
+        head = getattr(self.log, "head_position", None)
+        if head is not None and self.projection_runner is not None:
+            figures["projection_lag_events"] = max(
+                0, await head() - self.projection_runner.position
+            )
+        return figures
+
+    def add_processors(self) -> None:
+        """Register the dispatcher, deadline keeper, projections and retention."""
+        settings = processor_settings(self.settings)
+        self.projection_runner = ProjectionRunner(self.log, Projector(self.store), self.broadcaster)
+        dispatcher = Dispatcher(
+            self.handler,
+            self.log,
+            self.store,
+            self.pool,
+            self.selector,
+            self.sender,
+            settings,
+            self.clock,
+        )
+        keeper = DeadlineKeeper(self.handler, self.store, self.sender, self.clock)
+        retention = Retention(
+            self.handler,
+            self.store,
+            self.blobs,
+            timedelta(seconds=settings.retention_seconds),
+            self.clock,
+        )
+        self.runtime.consumer("projections", self.projection_runner.run)
+        self.runtime.consumer("dispatcher", dispatcher.run)
+        self.runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
+        self.runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
+        self.runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+
+    async def start(self) -> None:
+        await self.pool.refresh()
+        await self.runtime.start()
+
+    async def close(self) -> None:
+        await self.runtime.stop()
+        await self.sender.drain()
+        await self.client.close()
+        await self.log.close()
+        await self.store.close()
+        await self.blobs.close()
+        close = getattr(self.nonce_store, "close", None)
+        if close is not None:
+            close()
+
+
+def build_system(
+    settings: Settings,
+    *,
+    extra_miners: Iterable[MinerInfo] = (),
+    extra_validators: Iterable[str] = (),
+    clock: Callable[[], datetime] = utc_now,
+    identity: Identity | None = None,
+    with_processors: bool = True,
+) -> System:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    identity = identity or Identity.load_or_create(settings.wallets_dir, settings.wallet)
+    log = open_event_log(settings)
+    store = open_read_models(settings)
+    blobs = open_blobs(settings)
+    handler = CommandHandler(log)
+    directory = miner_directory(settings, extra_miners, extra_validators)
+    proc_settings = processor_settings(settings)
+    pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
+    selector = MinerSelector()
+    client = MinerClient(
+        identity, timeout_seconds=settings.miner_timeout_seconds, max_connections=512
+    )
+    links = InputLinks(link_secret(settings))
+    sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)
+    system = System(
+        settings=settings,
+        identity=identity,
+        log=log,
+        store=store,
+        blobs=blobs,
+        handler=handler,
+        pool=pool,
+        selector=selector,
+        client=client,
+        sender=sender,
+        intake=Intake(handler, proc_settings, clock),
+        evaluations=Evaluations(handler, store, clock),
+        broadcaster=StatusBroadcaster(),
+        links=links,
+        nonce_store=SqliteNonceStore(settings.data_dir / "nonces.db"),
+        clock=clock,
+    )
+    if with_processors:
+        system.add_processors()
+    return system
