@@ -1,0 +1,26 @@
+"""`taskledger serve`: the same pieces as `dev`, from settings, for production backends."""
+
+from __future__ import annotations
+
+import sys
+
+from taskledger.serving import serve_until_stopped
+from taskledger.settings import Settings, SettingsError
+from taskledger.system import build_system
+
+
+async def run_serve(settings: Settings, *, role: str) -> int:
+    if role != "processors" and not settings.api_keys:
+        raise SettingsError("TASKLEDGER_API_KEYS is empty: clients could not authenticate")
+    system = build_system(settings, with_processors=role != "edge")
+
+    async def ready() -> None:
+        parts = {"all": "edge and processors", "edge": "edge", "processors": "processors"}[role]
+        where = f" on {settings.base_url}" if role != "processors" else ""
+        print(f"taskledger serve: {parts}{where}, proxy hotkey {system.identity.ss58}", flush=True)
+
+    await serve_until_stopped(
+        system, edge=role != "processors", processors=role != "edge", on_ready=ready
+    )
+    print("taskledger serve: stopped", file=sys.stderr)
+    return 0

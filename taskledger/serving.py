@@ -1,0 +1,57 @@
+"""Running the HTTP edge and the processors until a signal says stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from http_edge.app import create_app
+
+from taskledger.system import System
+
+
+async def until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def start_edge(system: System, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(create_app(system.edge_context()), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, backlog=2048).start()
+    except OSError as error:
+        await runner.cleanup()
+        raise SystemExit(f"taskledger: cannot listen on {host}:{port}: {error.strerror}") from None
+    return runner
+
+
+async def serve_until_stopped(
+    system: System,
+    *,
+    edge: bool,
+    processors: bool,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    runner = None
+    try:
+        if processors:
+            await system.start()
+        else:
+            await system.pool.refresh()
+        if edge:
+            runner = await start_edge(system, system.settings.host, system.settings.port)
+        if on_ready is not None:
+            await on_ready()
+        await until_stopped()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await system.close()
