@@ -147,8 +147,10 @@ class GcsBlobStore:
         await asyncio.to_thread(self._list_one)
 
     def _list_one(self) -> None:
+        # No retries: a probe reports an outage, it does not wait it out (the
+        # client's default retry would keep trying for two minutes).
         blobs = self._client.list_blobs(
-            self._bucket, prefix=self._prefix, max_results=1, timeout=self._timeout
+            self._bucket, prefix=self._prefix, max_results=1, timeout=self._timeout, retry=None
         )
         for _ in blobs:
             break

@@ -67,6 +67,7 @@ class MetagraphDirectory:
         self._exclude = frozenset(exclude_hotkeys)
         self._clock = clock
         self._snapshot: _Snapshot | None = None
+        self._last_error: str | None = None
         self._next_refresh = 0.0
         self._first_fetch = asyncio.Lock()
         self._refreshing: asyncio.Task[None] | None = None
@@ -89,8 +90,10 @@ class MetagraphDirectory:
                 metagraph = await self._fetch()
         except Exception as error:
             self._next_refresh = self._clock() + self._retry_seconds
-            raise DirectoryUnavailable(f"cannot fetch the metagraph: {error!r}") from error
+            self._last_error = f"cannot fetch the metagraph: {error!r}"
+            raise DirectoryUnavailable(self._last_error) from error
         self._snapshot = self._build(metagraph)
+        self._last_error = None
         self._next_refresh = self._clock() + self._refresh_seconds
 
     async def close(self) -> None:
@@ -100,16 +103,25 @@ class MetagraphDirectory:
             await asyncio.gather(self._refreshing, return_exceptions=True)
 
     async def _current(self) -> _Snapshot:
-        if self._snapshot is None:
-            async with self._first_fetch:
-                if self._snapshot is None:
-                    await self.refresh()
-        elif self._clock() >= self._next_refresh and (
+        snapshot = self._snapshot
+        if snapshot is None:
+            return await self._first_snapshot()
+        if self._clock() >= self._next_refresh and (
             self._refreshing is None or self._refreshing.done()
         ):
             self._refreshing = asyncio.create_task(self._refresh_in_background())
-        assert self._snapshot is not None
-        return self._snapshot
+        return snapshot
+
+    async def _first_snapshot(self) -> _Snapshot:
+        # One fetch at a time; callers arriving while a recent one failed get
+        # its error at once instead of each waiting out another timeout.
+        async with self._first_fetch:
+            if self._snapshot is None:
+                if self._last_error is not None and self._clock() < self._next_refresh:
+                    raise DirectoryUnavailable(self._last_error)
+                await self.refresh()
+            assert self._snapshot is not None
+            return self._snapshot
 
     async def _refresh_in_background(self) -> None:
         try:

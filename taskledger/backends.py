@@ -33,4 +33,41 @@ def open_read_models(settings: Settings) -> ReadModelStore:
 def open_blobs(settings: Settings) -> BlobStore:
     if settings.blobs == "local":
         return LocalBlobStore(Path(settings.data_dir) / "blobs")
-    raise SettingsError(f"TASKLEDGER_BLOBS: unsupported value {settings.blobs!r} (use local)")
+    if settings.blobs.startswith("gs://"):
+        return _gcs_blobs(settings.blobs)
+    raise SettingsError(
+        f"TASKLEDGER_BLOBS: unsupported value {settings.blobs!r} (use local or gs://BUCKET)"
+    )
+
+
+def _gcs_blobs(url: str) -> BlobStore:
+    """``gs://bucket[/prefix]``; credentials from the environment (ADC), or none for an emulator."""
+    import os
+
+    from google.auth.credentials import AnonymousCredentials, Signing
+    from google.cloud import storage
+
+    from blobs.gcs import GcsBlobStore
+
+    bucket, _, prefix = url.removeprefix("gs://").partition("/")
+    if not bucket:
+        raise SettingsError("TASKLEDGER_BLOBS: gs:// needs a bucket name")
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        client = storage.Client(
+            project="taskledger",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": emulator},
+        )
+    else:
+        client = storage.Client()
+    signing = client._credentials if isinstance(client._credentials, Signing) else None
+    store = GcsBlobStore(
+        bucket,
+        client,
+        prefix=(prefix.rstrip("/") + "/") if prefix else "blobs/",
+        signing_credentials=signing,
+    )
+    if emulator and client.lookup_bucket(bucket) is None:
+        client.create_bucket(bucket)  # emulators start empty; real buckets are made by operators
+    return store
