@@ -29,9 +29,11 @@ def sha256_hex(raw: bytes) -> str:
 
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a trailing Z: one spelling per instant."""
-    if moment.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None:
+            raise ValueError("times must be timezone-aware")
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -8,12 +8,31 @@ tasks, not with the number of events.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aggregates import MINER_TRANSITIONS, START, TERMINAL, TRANSITIONS
 from events import EVENT_TYPES, GENESIS_HASH, Envelope, EventLog, StreamHead
-from events.codec import sha256_hex
+from events.codec import decode, sha256_hex
+from events.envelope import body_fields
+
+_MINER_EVENTS = frozenset(
+    {
+        "TaskDistributed",
+        "MinerAssigned",
+        "MinerResponded",
+        "MinerFailed",
+        "MinerTimedOut",
+        "TaskCompleted",
+    }
+)
+
+
+class RawLog(Protocol):
+    """A log that can hand out stored events as (body, hash) without building envelopes."""
+
+    def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[bytes, str]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,68 +77,89 @@ class Auditor:
         self.report = AuditReport()
         self._streams: dict[str, _Stream] = {}
 
-    def _violate(self, envelope: Envelope, kind: str, message: str) -> None:
-        self.report.violations.append(Violation(envelope.task_id, envelope.sequence, kind, message))
-
     def check(self, envelope: Envelope) -> None:
+        self.check_stored(envelope.body, envelope.hash, body_fields(envelope))
+
+    def check_stored(self, body: bytes, hash: str, fields: dict[str, Any]) -> None:
+        """Check one stored event: its canonical body, recorded hash and decoded fields."""
         self.report.events += 1
-        stream = self._streams.get(envelope.task_id)
+        task_id, sequence, event_type = fields["task_id"], fields["sequence"], fields["type"]
+        stream = self._streams.get(task_id)
         if stream is None:
-            stream = self._streams[envelope.task_id] = _Stream()
-        if sha256_hex(envelope.body) != envelope.hash:
-            self._violate(envelope, "hash_mismatch", "the stored event does not match its hash")
-        if envelope.sequence != stream.sequence + 1:
+            stream = self._streams[task_id] = _Stream()
+        if sha256_hex(body) != hash:
             self._violate(
-                envelope,
+                task_id, sequence, "hash_mismatch", "the stored event does not match its hash"
+            )
+        if sequence != stream.sequence + 1:
+            self._violate(
+                task_id,
+                sequence,
                 "sequence_gap",
                 f"expected sequence {stream.sequence + 1} (an event is missing or out of order)",
             )
-        if envelope.prev_hash != stream.hash:
-            self._violate(envelope, "broken_link", "previous-hash does not match the chain")
-        cls = EVENT_TYPES.get(envelope.type)
-        if cls is None or not 1 <= envelope.version <= cls.VERSION:
-            self._violate(envelope, "unknown_event", f"{envelope.type} v{envelope.version}")
-        after = TRANSITIONS.get((stream.status, envelope.type))
+        if fields["prev_hash"] != stream.hash:
+            self._violate(
+                task_id, sequence, "broken_link", "previous-hash does not match the chain"
+            )
+        cls = EVENT_TYPES.get(event_type)
+        version = fields["version"]
+        if cls is None or not 1 <= version <= cls.VERSION:
+            self._violate(task_id, sequence, "unknown_event", f"{event_type} v{version}")
+        after = TRANSITIONS.get((stream.status, event_type))
         if after is None:
             self._violate(
-                envelope, "illegal_transition", f"{envelope.type} is not allowed in {stream.status}"
+                task_id,
+                sequence,
+                "illegal_transition",
+                f"{event_type} is not allowed in {stream.status}",
             )
         else:
-            self._check_miners(envelope, stream)
+            if event_type in _MINER_EVENTS:
+                self._check_miners(task_id, sequence, event_type, fields["data"], stream)
             stream.status = after
             if after in TERMINAL:
                 stream.miners = None
-        stream.sequence = envelope.sequence
-        stream.hash = envelope.hash
+        stream.sequence = sequence
+        stream.hash = hash
 
-    def _check_miners(self, envelope: Envelope, stream: _Stream) -> None:
-        data = envelope.data
+    def _violate(self, task_id: str, sequence: int, kind: str, message: str) -> None:
+        self.report.violations.append(Violation(task_id, sequence, kind, message))
+
+    def _check_miners(
+        self, task_id: str, sequence: int, event_type: str, data: dict[str, Any], stream: _Stream
+    ) -> None:
         miners = stream.miners if stream.miners is not None else {}
         stream.miners = miners
-        if envelope.type == "TaskDistributed":
+        if event_type == "TaskDistributed":
             new = [a.get("hotkey") for a in data.get("assignments", ())]
-        elif envelope.type == "MinerAssigned":
+        elif event_type == "MinerAssigned":
             new = [data.get("assignment", {}).get("hotkey")]
         else:
             new = []
         for hotkey in new:
             if not isinstance(hotkey, str) or hotkey in miners:
-                self._violate(envelope, "illegal_miner_transition", f"{hotkey} assigned twice")
-            else:
-                miners[hotkey] = "assigned"
-        hotkey = data.get("hotkey")
-        if envelope.type in ("MinerResponded", "MinerFailed", "MinerTimedOut"):
-            after = MINER_TRANSITIONS.get((miners.get(str(hotkey), "unassigned"), envelope.type))
-            if after is None:
                 self._violate(
-                    envelope,
-                    "illegal_miner_transition",
-                    f"{envelope.type} for miner {hotkey} that is {miners.get(str(hotkey))}",
+                    task_id, sequence, "illegal_miner_transition", f"{hotkey} assigned twice"
                 )
             else:
-                miners[str(hotkey)] = after
-        if envelope.type == "TaskCompleted" and "assigned" in miners.values():
-            self._violate(envelope, "illegal_transition", "completed while miners were assigned")
+                miners[hotkey] = "assigned"
+        if event_type in ("MinerResponded", "MinerFailed", "MinerTimedOut"):
+            hotkey = str(data.get("hotkey"))
+            after = MINER_TRANSITIONS.get((miners.get(hotkey, "unassigned"), event_type))
+            if after is None:
+                self._violate(
+                    task_id,
+                    sequence,
+                    "illegal_miner_transition",
+                    f"{event_type} for miner {hotkey} that is {miners.get(hotkey, 'unassigned')}",
+                )
+            else:
+                miners[hotkey] = after
+        if event_type == "TaskCompleted" and "assigned" in miners.values():
+            self._violate(
+                task_id, sequence, "illegal_transition", "completed while miners were assigned"
+            )
 
     def finish(self, heads: Iterable[StreamHead]) -> AuditReport:
         """Compare each stream's end with the head the log recorded for it."""
@@ -148,11 +188,21 @@ async def audit_log(
 ) -> AuditReport:
     started = time.perf_counter()
     auditor = Auditor()
-    async for batch in log.subscribe(after=None, follow=False, batch_size=batch_size):
-        for envelope in batch.events:
-            auditor.check(envelope)
-        if progress is not None:
-            progress(auditor.report.events)
+    raw_batches = getattr(log, "raw_batches", None)
+    if raw_batches is not None:
+        # The fast path: decode each stored body once, build no envelopes.
+        check = auditor.check_stored
+        async for rows in raw_batches(batch_size):
+            for body, hash in rows:
+                check(body, hash, decode(body))
+            if progress is not None:
+                progress(auditor.report.events)
+    else:
+        async for batch in log.subscribe(after=None, follow=False, batch_size=batch_size):
+            for envelope in batch.events:
+                auditor.check(envelope)
+            if progress is not None:
+                progress(auditor.report.events)
     report = auditor.finish(await log.stream_heads())
     report.seconds = time.perf_counter() - started
     return report
