@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aggregates.errors import MinerAlreadyAssigned, MinerNotAssigned
 from aggregates.transitions import START, MinerState, next_miner_state, next_status
@@ -20,7 +19,6 @@ from events import (
     TaskApproved,
     TaskArchived,
     TaskCancelled,
-    TaskCompleted,
     TaskCreated,
     TaskDistributed,
     TaskEvaluated,
@@ -30,8 +28,7 @@ from events import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MinerSlot:
+class MinerSlot(NamedTuple):
     hotkey: str
     state: MinerState
     assigned_at: datetime
@@ -42,8 +39,9 @@ class MinerSlot:
     replaces: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TaskState:
+class TaskState(NamedTuple):
+    """Immutable; a tuple underneath so that ``evolve`` can copy it cheaply."""
+
     task_id: str
     status: str = START
     version: int = 0
@@ -98,78 +96,74 @@ class TaskState:
 def _settle(
     state: TaskState, hotkey: str, event_type: str, **changes: Any
 ) -> tuple[MinerSlot, ...]:
-    slots = []
-    found = False
-    for slot in state.miners:
+    slots = list(state.miners)
+    for index, slot in enumerate(slots):
         if slot.hotkey == hotkey:
-            found = True
-            slot = replace(slot, state=next_miner_state(slot.state, event_type), **changes)
-        slots.append(slot)
-    if not found:
-        raise MinerNotAssigned(f"miner {hotkey} is not assigned to task {state.task_id}")
-    return tuple(slots)
+            slots[index] = slot._replace(state=next_miner_state(slot.state, event_type), **changes)
+            return tuple(slots)
+    raise MinerNotAssigned(f"miner {hotkey} is not assigned to task {state.task_id}")
 
 
 def _new_slot(assignment: MinerAssignment, at: datetime, replaces: str | None) -> MinerSlot:
     return MinerSlot(assignment.hotkey, "assigned", at, assignment.deadline, replaces=replaces)
 
 
-def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
-    """Apply one event. Raises IllegalTransition for an event the table does not allow."""
-    status = next_status(state.status, event.TYPE)
-    state = replace(state, status=status, version=state.version + 1, updated_at=at)
+def _changes(state: TaskState, event: Event, at: datetime) -> dict[str, Any]:
+    """What one event changes in the state, besides status, version and time."""
     match event:
         case TaskCreated():
-            return replace(
-                state,
-                task_type=event.task_type,
-                priority=event.priority,
-                client=event.client,
-                input=event.input,
-                deadline=event.deadline,
-                miners_wanted=event.miners_wanted,
-                miner_timeout_seconds=event.miner_timeout_seconds,
-                idempotency_key=event.idempotency_key,
-                blobs=event.blobs,
-                created_at=at,
-            )
+            return {
+                "task_type": event.task_type,
+                "priority": event.priority,
+                "client": event.client,
+                "input": event.input,
+                "deadline": event.deadline,
+                "miners_wanted": event.miners_wanted,
+                "miner_timeout_seconds": event.miner_timeout_seconds,
+                "idempotency_key": event.idempotency_key,
+                "blobs": event.blobs,
+                "created_at": at,
+            }
         case TaskDistributed():
             slots = tuple(_new_slot(a, at, None) for a in event.assignments)
-            return replace(state, miners=state.miners + slots)
+            return {"miners": state.miners + slots}
         case MinerAssigned():
             if state.slot(event.assignment.hotkey) is not None:
                 raise MinerAlreadyAssigned(f"miner {event.assignment.hotkey} assigned twice")
-            return replace(
-                state, miners=(*state.miners, _new_slot(event.assignment, at, event.replaces))
-            )
+            return {"miners": (*state.miners, _new_slot(event.assignment, at, event.replaces))}
         case MinerResponded():
-            miners = _settle(
-                state, event.hotkey, event.TYPE, result=event.result, latency_ms=event.latency_ms
-            )
-            return replace(state, miners=miners)
+            return {
+                "miners": _settle(
+                    state,
+                    event.hotkey,
+                    event.TYPE,
+                    result=event.result,
+                    latency_ms=event.latency_ms,
+                )
+            }
         case MinerFailed():
-            return replace(
-                state, miners=_settle(state, event.hotkey, event.TYPE, reason=event.reason)
-            )
+            return {"miners": _settle(state, event.hotkey, event.TYPE, reason=event.reason)}
         case MinerTimedOut():
-            return replace(
-                state, miners=_settle(state, event.hotkey, event.TYPE, reason="timed out")
-            )
-        case TaskCompleted():
-            return state
+            return {"miners": _settle(state, event.hotkey, event.TYPE, reason="timed out")}
         case TaskEvaluated():
-            return replace(
-                state, validator=event.validator, scores=event.scores, rewards=event.rewards
-            )
+            return {"validator": event.validator, "scores": event.scores, "rewards": event.rewards}
         case TaskApproved():
-            return replace(state, result=event.result, winner=event.miner_hotkey)
+            return {"result": event.result, "winner": event.miner_hotkey}
         case TaskFailed():
-            return replace(state, error={"code": event.code, "message": event.message})
+            return {"error": {"code": event.code, "message": event.message}}
         case TaskCancelled():
-            return replace(state, error={"code": "cancelled", "message": event.reason})
+            return {"error": {"code": "cancelled", "message": event.reason}}
         case TaskArchived():
-            return replace(state, archived=True)
-    return state
+            return {"archived": True}
+    return {}
+
+
+def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
+    """Apply one event. Raises IllegalTransition for an event the table does not allow."""
+    status = next_status(state.status, event.TYPE)
+    return state._replace(
+        status=status, version=state.version + 1, updated_at=at, **_changes(state, event, at)
+    )
 
 
 def fold(task_id: str, envelopes: Iterable[Envelope]) -> TaskState:
