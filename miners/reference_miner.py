@@ -54,7 +54,10 @@ async def _summarize(payload: dict[str, Any], miner: ReferenceMiner) -> dict[str
     text = task_input.get("text")
     if not isinstance(text, str):
         raise WorkRefused("summarization needs input.text")
-    return {"summary": summarize(text, task_input.get("max_words"))}
+    max_words = task_input.get("max_words")
+    if max_words is not None and (not isinstance(max_words, int) or max_words < 1):
+        raise WorkRefused("input.max_words must be a positive whole number")
+    return {"summary": summarize(text, max_words)}
 
 
 async def _transcribe(payload: dict[str, Any], miner: ReferenceMiner) -> dict[str, Any]:

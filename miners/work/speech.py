@@ -1,8 +1,9 @@
 """Text-to-speech with espeak-ng, through the library that ``espeakng-loader`` ships.
 
 libespeak-ng keeps global state and is not re-entrant, so every call into it
-holds one process-wide lock; the library is initialised once, lazily, because
-loading its data takes a noticeable fraction of a second.
+holds one process-wide lock, and it is initialised once per process, on first
+use. Its wave generator also carries a little state from one utterance to the
+next, so the same text can come out a few samples different on a later call.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from pathlib import Path
 
 import espeakng_loader
 
-DEFAULT_VOICE = "en-us"
+# Of the US English voices, the Klatt-synthesiser variant is the one a speech
+# recogniser (PocketSphinx, measured) understands best: intelligibility is
+# what a listener, and a validator, want from this job.
+DEFAULT_VOICE = "en-us+klatt4"
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK = 0
-_ESPEAK_RATE = 1
 
 
 class SpeechError(RuntimeError):
@@ -84,8 +87,6 @@ def _load() -> _Engine:
     lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
     lib.espeak_SetVoiceByName.restype = ctypes.c_int
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    lib.espeak_SetParameter.restype = ctypes.c_int
-    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synth.argtypes = [
         ctypes.c_void_p,
@@ -102,9 +103,7 @@ def _load() -> _Engine:
     lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_EspeakVoice))
     lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
 
-    sample_rate = lib.espeak_Initialize(
-        _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0
-    )
+    sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0)
     if sample_rate <= 0:
         raise SpeechError(f"espeak_Initialize failed (returned {sample_rate})")
 
@@ -216,16 +215,17 @@ def synthesize(text: str, voice: str | None = None) -> bytes:
         result = engine.lib.espeak_SetVoiceByName(identifier.encode("utf-8"))
         if result != _EE_OK:
             raise SpeechError(f"espeak_SetVoiceByName({name!r}) failed with {result}")
-        del engine.samples[:]
         buffer = ctypes.create_string_buffer(encoded, len(encoded))
-        result = engine.lib.espeak_Synth(
-            buffer, len(encoded), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None
-        )
-        if result != _EE_OK:
-            raise SpeechError(f"espeak_Synth failed with {result}")
-        engine.lib.espeak_Synchronize()
-        samples = array.array("h", engine.samples)
-        del engine.samples[:]
+        try:
+            result = engine.lib.espeak_Synth(
+                buffer, len(encoded), 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None
+            )
+            if result != _EE_OK:
+                raise SpeechError(f"espeak_Synth failed with {result}")
+            engine.lib.espeak_Synchronize()
+            samples = array.array("h", engine.samples)
+        finally:
+            del engine.samples[:]
     return _to_wav(samples, engine.sample_rate)
 
 
