@@ -76,6 +76,8 @@ def _create(state: TaskState, command: CreateTask) -> list[Event]:
         raise InvalidCommand("the deadline must lie in the future")
     if command.miners_wanted < 1:
         raise InvalidCommand("a task needs at least one miner")
+    if not command.miner_timeout_seconds > 0:  # also refuses NaN
+        raise InvalidCommand("a miner's timeout must be a positive number of seconds")
     return [
         TaskCreated(
             task_type=command.task_type,
@@ -115,6 +117,8 @@ def _answering_slot(state: TaskState, hotkey: str) -> MinerSlot:
 
 def _respond(state: TaskState, command: RecordResponse) -> list[Event]:
     _answering_slot(state, command.hotkey)
+    if not command.latency_ms >= 0:  # also refuses NaN
+        raise InvalidCommand("a latency cannot be negative")
     events: list[Event] = [
         MinerResponded(hotkey=command.hotkey, result=command.result, latency_ms=command.latency_ms)
     ]

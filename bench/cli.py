@@ -104,6 +104,58 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
     return "\n".join(rows)
 
 
+def http(arguments: argparse.Namespace) -> int:
+    from bench.http_load import run_http_bench
+
+    figures: dict[str, Any] = {"machine": machine()}
+    figures.update(
+        run_http_bench(
+            rate=arguments.rate,
+            rate_seconds=arguments.rate_seconds,
+            tasks=arguments.tasks,
+            intake_seconds=arguments.intake_seconds,
+        )
+    )
+    latency, lifecycles, intake = figures["latency"], figures["lifecycles"], figures["intake"]
+    if arguments.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(
+            f"machine: {figures['machine']}\n"
+            f"intake: {intake['intakes_per_second']:,.0f} requests/s\n"
+            f"full lifecycles: {lifecycles['lifecycles_per_second']:,.0f}/s "
+            f"({lifecycles['lifecycles']:,} tasks)\n"
+            f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
+            f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
+            f"{latency['to_distributed_p99_ms']:.1f} ms; to DONE p50 "
+            f"{latency['to_done_p50_ms']:.1f} ms, p99 {latency['to_done_p99_ms']:.1f} ms"
+        )
+    if not arguments.no_record:
+        record(
+            "http",
+            "\n".join(
+                [
+                    "## HTTP (embedded, fast in-process miners, reference validator over HTTP)",
+                    "",
+                    "Command: `taskledger bench http`. The system runs in its own process; the "
+                    "load comes from another over loopback (aiohttp, 64 connections).",
+                    "",
+                    "| figure | goal | measured |",
+                    "|---|---|---|",
+                    f"| intakes/s | ≥ 2,000 | {intake['intakes_per_second']:,.0f} |",
+                    f"| full lifecycles/s (to APPROVED) | ≥ 500 | "
+                    f"{lifecycles['lifecycles_per_second']:,.0f} |",
+                    f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
+                    f"offered | < 25 ms | {latency['to_distributed_p99_ms']:.1f} ms "
+                    f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
+                    f"| intake → DONE at the same rate | | p50 {latency['to_done_p50_ms']:.1f} ms, "
+                    f"p99 {latency['to_done_p99_ms']:.1f} ms |",
+                ]
+            ),
+        )
+    return 0
+
+
 def add_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure and record figures in BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
@@ -114,3 +166,11 @@ def add_parser(commands: Any) -> None:
     engine_parser.add_argument("--json", action="store_true")
     engine_parser.add_argument("--no-record", action="store_true")
     engine_parser.set_defaults(handler=engine)
+    http_parser = kinds.add_parser("http", help="intake, lifecycles and latency over HTTP")
+    http_parser.add_argument("--rate", type=float, default=200.0, help="tasks/s offered")
+    http_parser.add_argument("--rate-seconds", type=float, default=10.0)
+    http_parser.add_argument("--tasks", type=int, default=2000, help="lifecycles to run")
+    http_parser.add_argument("--intake-seconds", type=float, default=5.0)
+    http_parser.add_argument("--json", action="store_true")
+    http_parser.add_argument("--no-record", action="store_true")
+    http_parser.set_defaults(handler=http)

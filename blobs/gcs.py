@@ -28,9 +28,9 @@ import contextlib
 from datetime import timedelta
 from typing import Any, Final
 
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
 from google.auth.credentials import Signing
-from google.cloud import storage
 
 from blobs.port import BlobNotFound, BlobRef, digest_of, validate_content_type, validate_digest
 

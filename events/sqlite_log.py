@@ -218,21 +218,27 @@ class SqliteEventLog:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), self._poll_seconds)
 
-    async def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[bytes, str]]]:
-        """Every stored (body, hash) in log order, to the end as it is now (for the audit).
+    async def raw_batches(
+        self, batch_size: int
+    ) -> AsyncIterator[list[tuple[str, int, bytes, str]]]:
+        """Every stored (task id, sequence, body, hash) in log order, to the end as it is now.
 
         The next batch is read in a reader thread while the caller checks this one.
         """
         query = (
-            "SELECT position, body, hash FROM events WHERE position > ? ORDER BY position LIMIT ?"
+            "SELECT position, task_id, sequence, body, hash FROM events WHERE position > ? "
+            "ORDER BY position LIMIT ?"
         )
         pending = asyncio.ensure_future(self._read(query, (0, batch_size)))
-        while True:
-            rows = await pending
-            if not rows:
-                return
-            pending = asyncio.ensure_future(self._read(query, (rows[-1][0], batch_size)))
-            yield [(body, hash) for _, body, hash in rows]
+        try:
+            while True:
+                rows = await pending
+                if not rows:
+                    return
+                pending = asyncio.ensure_future(self._read(query, (rows[-1][0], batch_size)))
+                yield [(task_id, sequence, body, hash) for _, task_id, sequence, body, hash in rows]
+        finally:
+            pending.cancel()
 
     async def stream_heads(self) -> list[StreamHead]:
         rows = await self._read("SELECT task_id, sequence, head_hash FROM streams", ())

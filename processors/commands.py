@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,22 +19,32 @@ def utc_now() -> datetime:
 
 
 class _RandomPool:
-    """Random bytes drawn from the OS in bulk: one system call per 4096 ids, not one each."""
+    """Random bytes drawn from the OS in bulk: one system call per 4096 ids, not one each.
+
+    A forked child must not reuse its parent's unused bytes, so the pool is
+    emptied in the child after a fork.
+    """
 
     def __init__(self, ids_per_draw: int = 4096) -> None:
         self._size = 16 * ids_per_draw
         self._pool = b""
         self._offset = 0
+        self._lock = threading.Lock()
 
     def take16(self) -> bytes:
-        if self._offset >= len(self._pool):
-            self._pool, self._offset = os.urandom(self._size), 0
-        chunk = self._pool[self._offset : self._offset + 16]
-        self._offset += 16
-        return chunk
+        with self._lock:
+            if self._offset >= len(self._pool):
+                self._pool, self._offset = os.urandom(self._size), 0
+            chunk = self._pool[self._offset : self._offset + 16]
+            self._offset += 16
+            return chunk
+
+    def forget(self) -> None:
+        self._pool, self._offset, self._lock = b"", 0, threading.Lock()
 
 
 _random = _RandomPool()
+os.register_at_fork(after_in_child=_random.forget)
 
 
 def new_id() -> str:

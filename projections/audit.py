@@ -29,10 +29,15 @@ _MINER_EVENTS = frozenset(
 )
 
 
+_REQUIRED_FIELDS = frozenset(
+    {"id", "task_id", "sequence", "type", "version", "occurred_at", "actor", "data", "prev_hash"}
+)
+
+
 class RawLog(Protocol):
     """A log that can hand out stored events as (body, hash) without building envelopes."""
 
-    def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[bytes, str]]]: ...
+    def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[str, int, bytes, str]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,24 @@ class Auditor:
     def check(self, envelope: Envelope) -> None:
         self.check_stored(envelope.body, envelope.hash, body_fields(envelope))
 
+    def check_raw(self, task_id: str, sequence: int, body: bytes, hash: str) -> None:
+        """Check a stored row; a body that does not decode is a violation, not a crash."""
+        try:
+            fields = decode(body)
+            if not isinstance(fields, dict) or not fields.keys() >= _REQUIRED_FIELDS:
+                raise ValueError("missing envelope fields")
+        except ValueError as error:
+            self.report.events += 1
+            self._violate(task_id, sequence, "malformed_event", f"the stored body: {error}")
+            stream = self._streams.setdefault(task_id, _Stream())
+            stream.sequence, stream.hash = sequence, hash
+            return
+        if fields["task_id"] != task_id or fields["sequence"] != sequence:
+            self._violate(
+                task_id, sequence, "misplaced_event", "the body names another task or sequence"
+            )
+        self.check_stored(body, hash, fields)
+
     def check_stored(self, body: bytes, hash: str, fields: dict[str, Any]) -> None:
         """Check one stored event: its canonical body, recorded hash and decoded fields."""
         self.report.events += 1
@@ -116,7 +139,12 @@ class Auditor:
             )
         else:
             if event_type in _MINER_EVENTS:
-                self._check_miners(task_id, sequence, event_type, fields["data"], stream)
+                try:
+                    self._check_miners(task_id, sequence, event_type, fields["data"], stream)
+                except (AttributeError, TypeError, KeyError) as error:
+                    self._violate(
+                        task_id, sequence, "malformed_payload", f"{event_type} payload: {error!r}"
+                    )
             stream.status = after
             if after in TERMINAL:
                 stream.miners = None
@@ -166,7 +194,16 @@ class Auditor:
         recorded = {head.task_id: head for head in heads}
         for task_id, head in recorded.items():
             stream = self._streams.get(task_id)
-            if stream is None or stream.sequence != head.sequence or stream.hash != head.hash:
+            if stream is not None and stream.sequence == head.sequence and stream.hash != head.hash:
+                self.report.violations.append(
+                    Violation(
+                        task_id,
+                        head.sequence,
+                        "head_mismatch",
+                        "the last event differs from the one the log recorded as the head",
+                    )
+                )
+            elif stream is None or stream.sequence != head.sequence:
                 seen = stream.sequence if stream else 0
                 self.report.violations.append(
                     Violation(
@@ -191,10 +228,9 @@ async def audit_log(
     raw_batches = getattr(log, "raw_batches", None)
     if raw_batches is not None:
         # The fast path: decode each stored body once, build no envelopes.
-        check = auditor.check_stored
         async for rows in raw_batches(batch_size):
-            for body, hash in rows:
-                check(body, hash, decode(body))
+            for task_id, sequence, body, hash in rows:
+                auditor.check_raw(task_id, sequence, body, hash)
             if progress is not None:
                 progress(auditor.report.events)
     else:

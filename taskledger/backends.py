@@ -44,8 +44,8 @@ def _gcs_blobs(url: str) -> BlobStore:
     """``gs://bucket[/prefix]``; credentials from the environment (ADC), or none for an emulator."""
     import os
 
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials, Signing
-    from google.cloud import storage
 
     from blobs.gcs import GcsBlobStore
 

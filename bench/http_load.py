@@ -1,0 +1,216 @@
+"""`taskledger bench http`: drives the running system over HTTP from a separate process.
+
+Three phases against a fresh server (the embedded proxy with fast in-process
+miners and the reference validator over HTTP): latency at a fixed offered
+rate (open loop), full lifecycles as fast as they go, then intake alone.
+All traffic is on loopback and every phase is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from taskledger.dev import free_port
+
+TERMINAL = {"APPROVED", "FAILED", "CANCELLED"}
+
+
+def percentile(values: Iterable[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Load:
+    def __init__(self, session: aiohttp.ClientSession, url: str, key: str) -> None:
+        self.session = session
+        self.api = url.rstrip("/") + "/api/v1"
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    async def submit(self, index: int) -> str | None:
+        body = {"text": f"Document {index} talks about miners. Validators score the miners."}
+        async with self.session.post(
+            f"{self.api}/summarization", json=body, headers=self.headers
+        ) as reply:
+            if reply.status != 202:
+                return None
+            document: dict[str, Any] = await reply.json()
+            return str(document["task_id"])
+
+    async def status(self, task_id: str) -> str:
+        async with self.session.get(
+            f"{self.api}/task/{task_id}/status", headers=self.headers
+        ) as reply:
+            document: dict[str, Any] = await reply.json()
+            return str(document.get("status"))
+
+    async def events(self, task_id: str) -> list[dict[str, Any]]:
+        async with self.session.get(
+            f"{self.api}/task/{task_id}/events", headers=self.headers
+        ) as reply:
+            document: dict[str, Any] = await reply.json()
+            return list(document["events"])
+
+    async def wait_terminal(self, task_ids: list[str], timeout: float) -> float:
+        """Poll until every task is terminal; returns when the last one was seen so."""
+        remaining = set(task_ids)
+        deadline = time.monotonic() + timeout
+        semaphore = asyncio.Semaphore(32)
+
+        async def check(task_id: str) -> None:
+            async with semaphore:
+                if await self.status(task_id) in TERMINAL:
+                    remaining.discard(task_id)
+
+        while remaining and time.monotonic() < deadline:
+            await asyncio.gather(*(check(task_id) for task_id in list(remaining)))
+            if remaining:
+                await asyncio.sleep(0.05)
+        if remaining:
+            raise TimeoutError(f"{len(remaining)} tasks not terminal after {timeout}s")
+        return time.monotonic()
+
+
+async def latency_phase(load: Load, rate: float, seconds: float) -> dict[str, Any]:
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    wall_started = time.time()
+
+    async def one(index: int) -> None:
+        at = time.time()
+        task_id = await load.submit(index)
+        if task_id is not None:
+            sent[task_id] = at
+
+    pending = []
+    for index in range(int(rate * seconds)):
+        delay = started + index / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.create_task(one(index)))
+    await asyncio.gather(*pending)
+    await load.wait_terminal(list(sent), timeout=120)
+    to_distributed, to_done = [], []
+    semaphore = asyncio.Semaphore(32)
+
+    async def measure(task_id: str) -> None:
+        async with semaphore:
+            history = await load.events(task_id)
+        times = {
+            e["type"]: datetime.fromisoformat(e["occurred_at"].replace("Z", "+00:00"))
+            for e in history
+        }
+        if "TaskDistributed" in times:
+            to_distributed.append((times["TaskDistributed"].timestamp() - sent[task_id]) * 1000)
+        if "TaskCompleted" in times:
+            to_done.append((times["TaskCompleted"].timestamp() - sent[task_id]) * 1000)
+
+    await asyncio.gather(*(measure(task_id) for task_id in sent))
+    return {
+        "offered_per_second": rate,
+        "achieved_per_second": len(sent) / max(1e-9, time.time() - wall_started),
+        "tasks": len(sent),
+        "to_distributed_p50_ms": percentile(to_distributed, 0.5),
+        "to_distributed_p99_ms": percentile(to_distributed, 0.99),
+        "to_done_p50_ms": percentile(to_done, 0.5),
+        "to_done_p99_ms": percentile(to_done, 0.99),
+    }
+
+
+async def lifecycle_phase(load: Load, tasks: int, concurrency: int = 64) -> dict[str, Any]:
+    ids: list[str] = []
+    counter = iter(range(tasks))
+    started = time.monotonic()
+
+    async def worker() -> None:
+        for index in counter:
+            task_id = await load.submit(index)
+            if task_id is not None:
+                ids.append(task_id)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finished = await load.wait_terminal(ids, timeout=300)
+    elapsed = finished - started
+    return {"lifecycles": len(ids), "seconds": elapsed, "lifecycles_per_second": len(ids) / elapsed}
+
+
+async def intake_phase(load: Load, seconds: float, concurrency: int = 64) -> dict[str, Any]:
+    accepted = 0
+    stop = time.monotonic() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal accepted
+        while time.monotonic() < stop:
+            if await load.submit(next(counter)) is not None:
+                accepted += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    return {"accepted": accepted, "seconds": elapsed, "intakes_per_second": accepted / elapsed}
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    port = free_port("127.0.0.1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.http_server",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise RuntimeError("the benchmark server did not start")
+    ready = json.loads(line)
+    return process, str(ready["url"]), str(ready["key"])
+
+
+async def drive(
+    url: str, key: str, rate: float, rate_seconds: float, tasks: int, intake_seconds: float
+) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        load = Load(session, url, key)
+        return {
+            "latency": await latency_phase(load, rate, rate_seconds),
+            "lifecycles": await lifecycle_phase(load, tasks),
+            "intake": await intake_phase(load, intake_seconds),
+        }
+
+
+def run_http_bench(
+    rate: float = 200.0, rate_seconds: float = 10.0, tasks: int = 2000, intake_seconds: float = 5.0
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="taskledger-http-bench-") as directory:
+        process, url, key = start_server(Path(directory))
+        try:
+            return asyncio.run(drive(url, key, rate, rate_seconds, tasks, intake_seconds))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

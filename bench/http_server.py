@@ -1,0 +1,86 @@
+"""The system under test for `taskledger bench http`: the embedded proxy with fast miners.
+
+Run as its own process by the benchmark; prints one JSON line with the base
+URL, the API key and the proxy hotkey once it serves, then runs until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from miners.client import MinerClient
+from miners.directory import CAPABILITIES, MinerInfo
+from miners.identity import Identity
+from miners.reference_validator import ReferenceValidator
+from taskledger.dev import free_port
+from taskledger.serving import serve_until_stopped
+from taskledger.settings import Settings
+from taskledger.system import build_system
+
+
+async def _fast_miner(index: int) -> tuple[MinerInfo, web.AppRunner]:
+    async def task(request: web.Request) -> web.Response:
+        payload: dict[str, Any] = await request.json()
+        text = str(payload["input"].get("text", ""))
+        return web.json_response({"result": {"summary": " ".join(text.split()[:12])}})
+
+    app = web.Application()
+    app.router.add_post("/task", task)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port("127.0.0.1")
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+    return MinerInfo(f"5BenchMiner{index:02d}", f"http://127.0.0.1:{port}", CAPABILITIES), runner
+
+
+async def main(data_dir: Path, port: int, miners: int) -> None:
+    key = "bench-key"
+    settings = replace(
+        Settings(),
+        data_dir=data_dir,
+        port=port,
+        api_keys={"bench": key},
+        rate_per_second=1_000_000.0,
+        rate_burst=1_000_000,
+    )
+    peers = [await _fast_miner(index) for index in range(miners)]
+    proxy = Identity.load_or_create(settings.wallets_dir, "bench-proxy")
+    validator = Identity.load_or_create(settings.wallets_dir, "bench-validator")
+    system = build_system(
+        settings,
+        extra_miners=[info for info, _ in peers],
+        extra_validators=[validator.ss58],
+        identity=proxy,
+    )
+    client = MinerClient(validator, timeout_seconds=30.0, max_connections=16)
+    background: list[asyncio.Task[None]] = []
+
+    async def ready() -> None:
+        reference = ReferenceValidator(validator, client, settings.base_url, proxy.ss58, batch=200)
+        background.append(asyncio.create_task(reference.run(interval=0.05)))
+        print(json.dumps({"url": settings.base_url, "key": key}), flush=True)
+
+    try:
+        await serve_until_stopped(system, edge=True, processors=True, on_ready=ready)
+    finally:
+        for task in background:
+            task.cancel()
+        await client.close()
+        for _, runner in peers:
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--miners", type=int, default=6)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.data_dir, arguments.port, arguments.miners))
