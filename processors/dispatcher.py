@@ -68,6 +68,9 @@ class Dispatcher:
         self._selector.seed(await self._store.all_miners())
         for state in await self._store.tasks_in_status("PENDING", 100_000):
             self._push(state.task_id, state.priority)
+        # Work sent before a restart may never have reached its miners.
+        for state in await self._store.tasks_in_status("DISTRIBUTED", 100_000):
+            self._sender.redeliver(state)
         checkpoint = await self._log.load_checkpoint(NAME)
         async for batch in self._log.subscribe(after=checkpoint):
             self._observe(batch)

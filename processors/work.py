@@ -70,6 +70,17 @@ class WorkSender:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
+    def redeliver(self, state: TaskState) -> None:
+        """Send the work again to every miner still assigned (after a restart, say).
+
+        Delivery is at least once: a miner that already has the work answers
+        again or not at all, and a second answer is refused by the decider.
+        """
+        for slot in state.assigned():
+            task = asyncio.get_running_loop().create_task(self._send(state, slot.hotkey))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
     async def replacement(self, state: TaskState, count: int = 1) -> list[MinerAssignment]:
         """Fresh miners for a task's failover, never one it already had."""
         if count <= 0:
