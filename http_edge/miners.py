@@ -1,0 +1,71 @@
+"""A miner's late answer: ``POST /api/v1/miner/response``, btauth/1 signed by the miner."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from aggregates import RecordResponse, decide
+from http_edge.auth import authenticate_peer, require_signed
+from http_edge.bodies import is_json, parse_model, parse_task_id, read_bounded
+from http_edge.errors import ApiError
+from http_edge.forms import FORM, parse_form
+from http_edge.keys import context_of
+from http_edge.lookup import logged_task
+from http_edge.schemas import MinerResponse
+from processors.results import InvalidResult, normalise_result, store_audio
+
+_FORM_OVERHEAD: Final = 64 * 1024
+
+
+async def miner_response(request: web.Request) -> web.Response:
+    context = context_of(request)
+    limits = context.limits
+    require_signed(request)
+    as_form = request.content_type == FORM
+    if not as_form and not is_json(request.content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the answer as application/json, or as {FORM} for audio",
+        )
+    limit = limits.max_upload_bytes + _FORM_OVERHEAD if as_form else limits.max_json_bytes
+    # btauth/1 signs the body, so all of it is read (bounded) before anything else.
+    body = await read_bounded(request, limit)
+    hotkey = await authenticate_peer(request, context, body)
+    audio: bytes | None = None
+    raw: Any = None
+    if as_form:
+        fields = parse_form(
+            request.headers["Content-Type"],
+            body,
+            files={"file": limits.max_upload_bytes},
+            texts={"task_id": 64},
+        )
+        if "file" not in fields or "task_id" not in fields:
+            raise ApiError(400, "invalid_request", "the form needs fields 'task_id' and 'file'")
+        task_id = parse_task_id(fields["task_id"].decode("ascii", errors="replace"))
+        audio = fields["file"]
+    else:
+        answer = parse_model(MinerResponse, body)
+        task_id, raw = parse_task_id(answer.task_id), answer.result
+    state = await logged_task(context, task_id)
+    now = context.clock()
+    # Ask the decider first whether this miner may answer at all (403/409), so a
+    # refused answer stores no audio and a wrongly shaped one is judged only if
+    # it could have been accepted.
+    decide(state, RecordResponse(hotkey, {}, 0.0, now))
+    if audio is not None:
+        if state.task_type != "tts":
+            raise InvalidResult(f"a {state.task_type} result is JSON, not a file")
+        result = await store_audio(audio, context.blobs)
+    else:
+        result = await normalise_result(state.task_type, raw, context.blobs)
+    slot = state.slot(hotkey)
+    assigned_at = slot.assigned_at if slot is not None else now
+    latency_ms = max(0.0, (now - assigned_at).total_seconds() * 1000.0)
+    outcome = await context.handler.execute(
+        task_id, RecordResponse(hotkey, result, latency_ms, now), actor=hotkey
+    )
+    return web.json_response({"accepted": True, "status": outcome.state.status})
