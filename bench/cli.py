@@ -174,3 +174,6 @@ def add_parser(commands: Any) -> None:
     http_parser.add_argument("--json", action="store_true")
     http_parser.add_argument("--no-record", action="store_true")
     http_parser.set_defaults(handler=http)
+    from bench.projections import add_projection_bench
+
+    add_projection_bench(kinds)

@@ -15,6 +15,7 @@ import orjson
 
 from aggregates import TERMINAL, TaskState
 from events import PRIORITY_RANK, format_time
+from projections.checkpoints import checkpoint_advances
 from projections.miner_stats import MinerStats
 from projections.state_codec import state_from_doc, state_to_doc
 from projections.task_blobs import task_blobs
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at    TEXT,
     next_deadline TEXT,
     archived      INTEGER NOT NULL,
-    state         BLOB NOT NULL
+    state         BLOB NOT NULL,
+    version       INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (next_deadline) WHERE next_deadline IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (status, priority_rank DESC, created_at);
@@ -51,6 +53,25 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 _TASK_COLUMNS = "SELECT state FROM tasks"
+_COLUMNS = (
+    "task_id",
+    "client",
+    "status",
+    "priority_rank",
+    "created_at",
+    "updated_at",
+    "next_deadline",
+    "archived",
+    "state",
+    "version",
+)
+# A redelivered or late batch never moves a task back to an older version.
+_UPSERT_TASK = (
+    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (task_id) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[1:])
+    + " WHERE excluded.version > tasks.version"
+)
 
 
 def _task_row(state: TaskState) -> tuple[Any, ...]:
@@ -65,6 +86,7 @@ def _task_row(state: TaskState) -> tuple[Any, ...]:
         format_time(deadline) if deadline else None,
         int(state.archived),
         orjson.dumps(state_to_doc(state)),
+        state.version,
     )
 
 
@@ -121,14 +143,20 @@ class SqliteReadModelStore:
             connection = self._writer
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(
-                    "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", task_rows
-                )
+                connection.executemany(_UPSERT_TASK, task_rows)
                 connection.executemany("INSERT OR IGNORE INTO task_blobs VALUES (?, ?)", blob_rows)
-                connection.executemany("INSERT OR REPLACE INTO miners VALUES (?, ?)", miner_rows)
-                connection.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (consumer, checkpoint)
-                )
+                stored = connection.execute(
+                    "SELECT checkpoint FROM checkpoints WHERE consumer = ?", (consumer,)
+                ).fetchone()
+                # Miner statistics are deltas: a batch that does not move the checkpoint
+                # forward was applied already, by us or by a duplicate writer.
+                if checkpoint_advances(checkpoint, stored[0] if stored else None):
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO miners VALUES (?, ?)", miner_rows
+                    )
+                    connection.execute(
+                        "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (consumer, checkpoint)
+                    )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")

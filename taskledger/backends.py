@@ -25,9 +25,28 @@ def open_event_log(settings: Settings) -> EventLog:
 def open_read_models(settings: Settings) -> ReadModelStore:
     if settings.read_models == "sqlite":
         return SqliteReadModelStore(settings.data_dir / "readmodels.db")
+    if settings.read_models.startswith("firestore://"):
+        return _firestore_read_models(settings.read_models)
     raise SettingsError(
-        f"TASKLEDGER_READ_MODELS: unsupported value {settings.read_models!r} (use sqlite)"
+        f"TASKLEDGER_READ_MODELS: unsupported value {settings.read_models!r} "
+        "(use sqlite or firestore://PROJECT[/DATABASE])"
     )
+
+
+def _firestore_read_models(url: str) -> ReadModelStore:
+    """``firestore://project[/database]``; credentials from the environment (ADC).
+
+    With ``FIRESTORE_EMULATOR_HOST`` set, the client talks to the emulator instead.
+    """
+    from google.cloud import firestore
+
+    from projections.firestore_store import FirestoreReadModelStore
+
+    project, _, database = url.removeprefix("firestore://").partition("/")
+    if not project:
+        raise SettingsError("TASKLEDGER_READ_MODELS: firestore:// needs a project id")
+    client = firestore.AsyncClient(project=project, database=database or "(default)")
+    return FirestoreReadModelStore(client)
 
 
 def open_blobs(settings: Settings) -> BlobStore:

@@ -8,8 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from http_edge.app import create_app
 
+from http_edge.app import create_app
 from taskledger.system import System
 
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from tests.support.gcs_emulator import GcsEmulator
 
 # Registered as a plugin, not imported, so pytest can rewrite its asserts.
-pytest_plugins = ["tests.support.gcs_emulator"]
 PROJECT = "taskledger-test"
 pytestmark = pytest.mark.gcs
 

@@ -46,6 +46,7 @@ async def distributed(edge: Edge, task_type: str = "summarization", **submit: An
     task_id = str((await edge.submit(task_type, **submit))["task_id"])
     work = await edge.miners[0].next_work()
     assert work["task_id"] == task_id
+    await edge.wait_for(task_id, "DISTRIBUTED")
     return task_id
 
 

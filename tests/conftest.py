@@ -1,0 +1,3 @@
+"""Session fixtures shared by every test module: the real emulators, started once."""
+
+pytest_plugins = ["tests.support.firestore_emulator", "tests.support.gcs_emulator"]
