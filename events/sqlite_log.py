@@ -65,6 +65,38 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     return connection
 
 
+_ROWS_PER_STATEMENT = 500
+
+
+def _stored_heads(connection: sqlite3.Connection, task_ids: set[str]) -> dict[str, tuple[int, str]]:
+    heads: dict[str, tuple[int, str]] = {}
+    ids = list(task_ids)
+    for start in range(0, len(ids), _ROWS_PER_STATEMENT):
+        chunk = ids[start : start + _ROWS_PER_STATEMENT]
+        marks = ",".join("?" * len(chunk))
+        for task_id, sequence, hash in connection.execute(
+            f"SELECT task_id, sequence, head_hash FROM streams WHERE task_id IN ({marks})", chunk
+        ):
+            heads[task_id] = (sequence, hash)
+    return heads
+
+
+def _insert_many(
+    connection: sqlite3.Connection,
+    statement: str,
+    width: int,
+    values: list[object],
+    suffix: str = "",
+) -> None:
+    """One multi-row INSERT per chunk of rows (``values`` is the rows, flattened)."""
+    row = "(" + ",".join("?" * width) + ")"
+    step = width * _ROWS_PER_STATEMENT
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        rows = ",".join([row] * (len(chunk) // width))
+        connection.execute(f"{statement} {rows}{suffix}", chunk)
+
+
 class SqliteEventLog:
     def __init__(self, path: Path, *, durability: Durability = "full", poll_seconds: float = 0.05):
         self.path = path
@@ -118,38 +150,41 @@ class SqliteEventLog:
             self._wake_subscribers()
 
     def _commit(self, group: list[_PendingAppend]) -> list[Exception | None]:
+        # Few, wide statements: the sqlite3 module gives up and retakes the GIL
+        # around every step, and a statement per row lets a busy event loop
+        # stall the writer thread at each one.
         connection = self._writer
-        heads: dict[str, tuple[int, str]] = {}
-        rows: list[tuple[str, int, str, bytes, str]] = []
         outcomes: list[Exception | None] = []
+        rows: list[object] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
+            heads = _stored_heads(connection, {item.task_id for item in group})
+            written: dict[str, tuple[int, str]] = {}
             for item in group:
-                head = heads.get(item.task_id)
-                if head is None:
-                    found = connection.execute(
-                        "SELECT sequence, head_hash FROM streams WHERE task_id = ?",
-                        (item.task_id,),
-                    ).fetchone()
-                    head = (found[0], found[1]) if found else (0, GENESIS_HASH)
+                sequence, hash = heads.get(item.task_id, (0, GENESIS_HASH))
                 try:
-                    check_continuation(item.task_id, head[0], head[1], item.expected, item.events)
+                    check_continuation(item.task_id, sequence, hash, item.expected, item.events)
                 except (StaleVersion, BrokenChain) as refused:
                     outcomes.append(refused)
                     continue
-                rows.extend((e.task_id, e.sequence, e.type, e.body, e.hash) for e in item.events)
+                for e in item.events:
+                    rows += (e.task_id, e.sequence, e.type, e.body, e.hash)
                 last = item.events[-1]
-                heads[item.task_id] = (last.sequence, last.hash)
+                heads[item.task_id] = written[item.task_id] = (last.sequence, last.hash)
                 outcomes.append(None)
-            connection.executemany(
-                "INSERT INTO events (task_id, sequence, type, body, hash) VALUES (?, ?, ?, ?, ?)",
+            _insert_many(
+                connection,
+                "INSERT INTO events (task_id, sequence, type, body, hash) VALUES",
+                5,
                 rows,
             )
-            connection.executemany(
-                "INSERT INTO streams (task_id, sequence, head_hash) VALUES (?, ?, ?) "
-                "ON CONFLICT (task_id) DO UPDATE SET "
+            _insert_many(
+                connection,
+                "INSERT INTO streams (task_id, sequence, head_hash) VALUES",
+                3,
+                [value for task_id, head in written.items() for value in (task_id, *head)],
+                " ON CONFLICT (task_id) DO UPDATE SET "
                 "sequence = excluded.sequence, head_hash = excluded.head_hash",
-                [(task_id, sequence, hash) for task_id, (sequence, hash) in heads.items()],
             )
             connection.execute("COMMIT")
         except BaseException:

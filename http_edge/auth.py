@@ -22,7 +22,7 @@ _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="taskledger"'}
 
 
 def _hash(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 class ClientKeys:

@@ -49,3 +49,7 @@ class EdgeContext:
     clock: Callable[[], datetime]
     # Processor figures for /api/v1/health and /metrics (lag, restarts); may be empty.
     processor_figures: Callable[[], Awaitable[dict[str, Any]]]
+    # Where miners and validators reach the proxy (links are built on it), and
+    # how long an input link stays valid.
+    public_url: str = "http://127.0.0.1:8080"
+    input_link_seconds: int = 300

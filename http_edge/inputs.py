@@ -22,8 +22,6 @@ from http_edge.errors import ApiError
 from http_edge.keys import context_of
 from projections.task_blobs import task_blobs
 
-# How long a link handed to a validator stays valid.
-VALIDATOR_LINK_SECONDS: Final = 300
 # How long a redirect to the blob store's own signed URL stays usable.
 _REDIRECT_SECONDS: Final = 60
 
@@ -48,13 +46,11 @@ async def _allowed(context: EdgeContext, task_id: str, digest: str, hotkey: str)
     raise ApiError(403, "forbidden", "this hotkey may not fetch this file")
 
 
-def link_for(
-    request: web.Request, context: EdgeContext, digest: str, task_id: str, hotkey: str
-) -> str:
-    """An absolute input link for ``hotkey``, on the address the caller reached us at."""
-    expires = int(time.time()) + VALIDATOR_LINK_SECONDS
+def link_for(context: EdgeContext, digest: str, task_id: str, hotkey: str) -> str:
+    """An absolute link for ``hotkey`` on the proxy's public URL (right behind a TLS proxy too)."""
+    expires = int(time.time()) + context.input_link_seconds
     query = context.links.query(digest, task_id, hotkey, expires)
-    return f"{request.url.origin()}/api/v1/blobs/{digest}?{query}"
+    return f"{context.public_url.rstrip('/')}/api/v1/blobs/{digest}?{query}"
 
 
 def _content_type(state: TaskState, digest: str) -> str:

@@ -122,7 +122,13 @@ def _intake(summary: str, content_type: str, model: type[BaseModel]) -> dict[str
             "responses": {
                 "202": {
                     **_json(TaskAccepted, "Accepted; Location points at the status."),
-                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "headers": {
+                        "Location": {"schema": {"type": "string"}},
+                        "Idempotent-Replayed": {
+                            "description": "true when this answers a repeated Idempotency-Key",
+                            "schema": {"type": "string", "enum": ["true"]},
+                        },
+                    },
                 },
                 **_errors(400, 401, 409, 413, 415, 429),
             },

@@ -17,11 +17,9 @@ from projections import status_document
 from projections.task_blobs import result_blobs
 
 
-def _waiting_task(
-    request: web.Request, context: EdgeContext, state: TaskState, validator: str
-) -> dict[str, Any]:
+def _waiting_task(context: EdgeContext, state: TaskState, validator: str) -> dict[str, Any]:
     def link(digest: str) -> str:
-        return link_for(request, context, digest, state.task_id, validator)
+        return link_for(context, digest, state.task_id, validator)
 
     responses = []
     for slot in state.responded():
@@ -50,7 +48,7 @@ async def waiting_tasks(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=20, low=1, high=500)
     states = await context.evaluations.waiting(limit)
     return web.json_response(
-        {"tasks": [_waiting_task(request, context, state, validator) for state in states]}
+        {"tasks": [_waiting_task(context, state, validator) for state in states]}
     )
 
 

@@ -23,7 +23,8 @@ async def until_stopped() -> None:
 
 
 async def start_edge(system: System, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(create_app(system.edge_context()), access_log=None)
+    # A refused upload is not drained for long: the client has its answer already.
+    runner = web.AppRunner(create_app(system.edge_context()), access_log=None, lingering_time=1.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=2048).start()

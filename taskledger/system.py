@@ -125,6 +125,7 @@ class System:
             ),
             clock=self.clock,
             processor_figures=self.processor_figures,
+            public_url=self.settings.base_url,
         )
 
     async def processor_figures(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from http_edge.app import create_app
 from http_edge.errors import error_middleware
-from tests.support.edge_system import PROXY, Edge, running_edge
+from tests.support.edge_system import API_KEYS, PROXY, Edge, running_edge
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +192,39 @@ async def test_errors_are_json(edge: Edge) -> None:
     ):
         assert response.status == 401
         assert response.content_type == "application/json"
+
+
+async def _raw(edge: Edge, request: bytes) -> bytes:
+    host, port = edge.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Authorization: Bearer \xff\xfe\x80",
+        b"X-Bittensor-Version: btauth/1\r\nX-Bittensor-Hotkey: \xff\r\n"
+        b"X-Bittensor-Nonce: \xfe\r\nX-Bittensor-Signature: 0x\xff",
+        b"Authorization: Bearer " + API_KEYS["alice"].encode() + b"\r\nIdempotency-Key: \xff\xfe",
+    ],
+)
+async def test_undecodable_header_bytes_are_refused_not_crashed(edge: Edge, header: bytes) -> None:
+    for path in (b"/api/v1/tts", b"/api/v1/miner/response", b"/api/v1/validator/evaluation"):
+        body = b'{"text": "hi"}'
+        head = await _raw(
+            edge,
+            b"POST "
+            + path
+            + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + header
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body,
+        )
+        status = int(head.split(b" ", 2)[1])
+        assert 400 <= status < 500, (path, header, head)

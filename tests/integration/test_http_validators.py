@@ -108,6 +108,19 @@ async def test_a_malformed_evaluation_is_400(edge: Edge, body: bytes) -> None:
     assert_error(reply.json)
 
 
+async def test_an_oversized_evaluation_is_413(edge: Edge) -> None:
+    limit = edge.system.edge_context().limits.max_json_bytes
+    scores = {f"miner-{n:07d}": 0.5 for n in range(limit // 20)}
+    reply = await edge.peer(VALIDATOR).post_signed(
+        edge.url,
+        "/api/v1/validator/evaluation",
+        {"task_id": str(uuid.uuid4()), "scores": scores},
+        receiver_ss58=edge.hotkey,
+    )
+    assert reply.status == 413
+    assert_error(reply.json, "too_large")
+
+
 async def test_evaluating_a_task_that_is_not_done_is_409(edge: Edge) -> None:
     task_id = str((await edge.submit())["task_id"])
     await edge.miners[0].next_work()
