@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 from aggregates import Command, TaskState, decide, evolve, fold
-from events import GENESIS_HASH, Envelope, EventLog, StaleVersion, seal, to_data
+from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal, to_data
 
 
 def utc_now() -> datetime:
@@ -50,6 +50,41 @@ os.register_at_fork(after_in_child=_random.forget)
 def new_id() -> str:
     """A random (version 4) UUID."""
     return str(UUID(bytes=_random.take16(), version=4))
+
+
+def seal_events(
+    task_id: str,
+    state: TaskState,
+    head_hash: str,
+    events: Sequence[Event],
+    *,
+    at: datetime,
+    actor: str,
+    ids: Callable[[], str],
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> tuple[TaskState, list[Envelope]]:
+    """Fold decided events into the state and seal each onto the stream's hash chain."""
+    sealed: list[Envelope] = []
+    previous = head_hash
+    for event in events:
+        state = evolve(state, event, at)
+        envelope = seal(
+            event_id=ids(),
+            task_id=task_id,
+            sequence=state.version,
+            type=event.TYPE,
+            version=event.VERSION,
+            occurred_at=at,
+            actor=actor,
+            data=to_data(event),
+            prev_hash=previous,
+            causation_id=causation_id,
+            correlation_id=correlation_id or task_id,
+        )
+        sealed.append(envelope)
+        previous = envelope.hash
+    return state, sealed
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,32 +138,23 @@ class CommandHandler:
             events = decide(head.state, command)
             if not events:
                 return Outcome(head.state, ())
-            state, previous = head.state, head.hash
-            sealed: list[Envelope] = []
-            at = command.now
-            for event in events:
-                state = evolve(state, event, at)
-                envelope = seal(
-                    event_id=self._ids(),
-                    task_id=task_id,
-                    sequence=state.version,
-                    type=event.TYPE,
-                    version=event.VERSION,
-                    occurred_at=at,
-                    actor=actor,
-                    data=to_data(event),
-                    prev_hash=previous,
-                    causation_id=causation_id,
-                    correlation_id=correlation_id or task_id,
-                )
-                sealed.append(envelope)
-                previous = envelope.hash
+            state, sealed = seal_events(
+                task_id,
+                head.state,
+                head.hash,
+                events,
+                at=command.now,
+                actor=actor,
+                ids=self._ids,
+                causation_id=causation_id,
+                correlation_id=correlation_id,
+            )
             try:
                 await self._log.append(task_id, head.state.version, sealed)
             except StaleVersion:
                 self._cache.pop(task_id, None)
                 continue
-            self._remember(task_id, _Head(state, previous))
+            self._remember(task_id, _Head(state, sealed[-1].hash))
             return Outcome(state, tuple(sealed))
         raise StaleVersion(task_id, -1, -1)
 

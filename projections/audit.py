@@ -189,12 +189,16 @@ class Auditor:
                 task_id, sequence, "illegal_transition", "completed while miners were assigned"
             )
 
-    def finish(self, heads: Iterable[StreamHead]) -> AuditReport:
+    def finish(
+        self, heads: Iterable[StreamHead], heads_after: Iterable[StreamHead] | None = None
+    ) -> AuditReport:
         """Compare each stream with the head the log recorded for it.
 
         Heads are read before the events, so on a live log a stream may have
         grown past its head since: only a stream that ends short of its head,
-        or ends at it with another hash, is a violation.
+        or ends at it with another hash, is a violation. Heads read again after
+        the events bound the other side: a real append records its head in the
+        same transaction, so events beyond that later head were never appended.
         """
         recorded = {head.task_id: head for head in heads}
         for task_id, head in recorded.items():
@@ -218,6 +222,19 @@ class Auditor:
                         f"the log recorded {head.sequence} events for this task, found {seen}",
                     )
                 )
+        if heads_after is not None:
+            latest = {head.task_id: head.sequence for head in heads_after}
+            for task_id, stream in self._streams.items():
+                if stream.sequence > latest.get(task_id, 0):
+                    self.report.violations.append(
+                        Violation(
+                            task_id,
+                            stream.sequence,
+                            "unrecorded_events",
+                            f"the log recorded {latest.get(task_id, 0)} events for this task, "
+                            f"found {stream.sequence}",
+                        )
+                    )
         self.report.tasks = len(self._streams)
         return self.report
 
@@ -245,7 +262,7 @@ async def audit_log(
                 auditor.check(envelope)
             if progress is not None:
                 progress(auditor.report.events)
-    report = auditor.finish(heads)
+    report = auditor.finish(heads, await log.stream_heads())
     report.seconds = time.perf_counter() - started
     return report
 

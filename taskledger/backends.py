@@ -17,8 +17,16 @@ def open_event_log(settings: Settings) -> EventLog:
     if settings.event_log == "sqlite":
         durability: Durability = "full" if settings.durability == "full" else "normal"
         return SqliteEventLog(settings.data_dir / "events.db", durability=durability)
+    if settings.event_log.startswith("kafka://"):
+        from events.kafka_log import KafkaEventLog
+
+        try:
+            return KafkaEventLog.from_url(settings.event_log)
+        except ValueError as error:
+            raise SettingsError(f"TASKLEDGER_EVENT_LOG: {error}") from error
     raise SettingsError(
-        f"TASKLEDGER_EVENT_LOG: unsupported value {settings.event_log!r} (use sqlite)"
+        f"TASKLEDGER_EVENT_LOG: unsupported value {settings.event_log!r} "
+        "(use sqlite or kafka://HOST:PORT[?prefix=…&partitions=…&writer=…])"
     )
 
 

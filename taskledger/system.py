@@ -13,6 +13,7 @@ from bittensor.http_auth import NonceStore
 from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
+from events.kafka_log import KafkaEventLog
 from http_edge.context import EdgeContext, EdgeLimits
 from miners.btauth import SqliteNonceStore
 from miners.client import MinerClient
@@ -29,6 +30,7 @@ from processors.deadlines import DeadlineKeeper
 from processors.dispatcher import Dispatcher
 from processors.evaluation import Evaluations
 from processors.intake import Intake
+from processors.kafka_runtime import StatusPublisher
 from processors.pool import MinerPool
 from processors.projection_runner import ProjectionRunner, StatusBroadcaster
 from processors.retention import Retention
@@ -164,6 +166,9 @@ class System:
         self.runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         self.runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         self.runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+        if isinstance(self.log, KafkaEventLog):
+            # On Kafka, anyone may follow task status on the compacted status topic.
+            self.runtime.consumer("status-publisher", StatusPublisher(self.log).run)
 
     async def start(self) -> None:
         await self.pool.refresh()

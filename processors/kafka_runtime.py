@@ -1,0 +1,569 @@
+"""The command processor on Kafka: decide, append and commit the input, in one transaction.
+
+Commands arrive on ``<prefix>.commands`` as JSON, keyed by task id, in the partition of
+their task (:class:`CommandPublisher` writes them). Processors share the partitions
+through one consumer group; for each partition it is assigned, a processor starts a
+:class:`~events.kafka_log.StreamWriter` under the transactional id
+``<prefix>.processor.<partition>``. Starting it fences whoever had the partition before
+(their open transaction is aborted, their late commits refused), and only then are the
+partition's heads and committed input offset read, so the new owner continues exactly
+where the last committed transaction left off.
+
+A poll's commands for one partition become one transaction: the events the pure decider
+made (appended after the heads the writer holds), each changed task's status document on
+``<prefix>.status`` (compacted, keyed by task id), undecodable commands on
+``<prefix>.deadletter``, and the input offset. It commits or vanishes as a whole: after a
+crash the next owner decides the same commands again against the same state, so no command
+is applied twice or lost. (faust-streaming's exactly-once mode does not commit the input
+offsets atomically with every output; hence aiokafka's transactional producer here.)
+
+A command the decider refuses (a DomainError) is consumed and counted, with no event; a
+command that cannot be decoded or sealed goes to the dead-letter topic with the reason in
+its headers, and the partition keeps flowing.
+
+Where events are appended through ``KafkaEventLog.append`` instead (the CommandHandler
+path), :class:`StatusPublisher` fills ``<prefix>.status`` from the log, at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import TypeAdapter, ValidationError
+
+from aggregates import (
+    ArchiveTask,
+    CancelTask,
+    CheckDeadlines,
+    Command,
+    CreateTask,
+    DistributeTask,
+    DomainError,
+    Evaluate,
+    RecordFailure,
+    RecordResponse,
+    TaskState,
+    decide,
+    evolve,
+    fold,
+)
+from events import GENESIS_HASH, Envelope, canonical, parse_time, payload_of
+from events.codec import decode
+from events.kafka_log import (
+    DEFAULT_PARTITIONS,
+    KafkaEventLog,
+    LogUnavailable,
+    OutRecord,
+    PendingAppend,
+    StreamWriter,
+    TransactionFailed,
+    WriterFenced,
+)
+from processors.commands import new_id, seal_events
+from projections.status_document import status_document
+
+logger = logging.getLogger(__name__)
+
+COMMAND_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        CreateTask,
+        DistributeTask,
+        RecordResponse,
+        RecordFailure,
+        CheckDeadlines,
+        Evaluate,
+        CancelTask,
+        ArchiveTask,
+    )
+}
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(cls) for name, cls in COMMAND_TYPES.items()
+}
+
+
+class PoisonCommand(ValueError):
+    """A record on the commands topic that is not a command this processor can run."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandMessage:
+    """One command as it travels on ``<prefix>.commands``."""
+
+    command_id: str
+    task_id: str
+    actor: str
+    command: Command
+    correlation_id: str | None = None
+
+    def encode(self) -> bytes:
+        name = type(self.command).__name__
+        return canonical(
+            {
+                "id": self.command_id,
+                "task_id": self.task_id,
+                "actor": self.actor,
+                "correlation_id": self.correlation_id,
+                "type": name,
+                "command": _ADAPTERS[name].dump_python(self.command, mode="json"),
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> CommandMessage:
+        if raw is None:
+            raise PoisonCommand("a record without a value")
+        try:
+            fields = decode(raw)
+            adapter = _ADAPTERS.get(fields["type"])
+            if adapter is None:
+                raise PoisonCommand(f"unknown command type {fields['type']!r}")
+            command = adapter.validate_python(fields["command"])
+            message = cls(
+                command_id=str(fields["id"]),
+                task_id=str(fields["task_id"]),
+                actor=str(fields["actor"]),
+                command=command,
+                correlation_id=fields.get("correlation_id"),
+            )
+        except PoisonCommand:
+            raise
+        except (ValueError, TypeError, KeyError, ValidationError) as error:
+            raise PoisonCommand(f"undecodable command: {error}") from error
+        if command.now.tzinfo is None:
+            raise PoisonCommand("command time without a timezone")
+        return message
+
+
+class CommandPublisher:
+    """Puts commands on the commands topic, in their task's partition (for edges and tests)."""
+
+    def __init__(self, log: KafkaEventLog) -> None:
+        self._log = log
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        await self._log.start()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._log.bootstrap,
+            client_id=f"{self._log.topics.prefix}-commands",
+            enable_idempotence=True,
+            acks="all",
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def submit(
+        self,
+        task_id: str,
+        command: Command,
+        *,
+        actor: str,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        message = CommandMessage(command_id or new_id(), task_id, actor, command, correlation_id)
+        await self._producer.send_and_wait(
+            self._log.topics.commands,
+            value=message.encode(),
+            key=task_id.encode(),
+            partition=self._log.partition_of(task_id),
+        )
+        return message.command_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    state: TaskState
+    hash: str
+
+
+@dataclass
+class _Plan:
+    """What one poll of a partition turns into: one transaction."""
+
+    appends: list[PendingAppend] = field(default_factory=list)
+    records: list[OutRecord] = field(default_factory=list)
+    states: dict[str, _Known] = field(default_factory=dict)
+    rejected: int = 0
+    poisoned: int = 0
+
+
+@dataclass
+class ProcessorStats:
+    commands: int = 0
+    transactions: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+    recoveries: int = 0
+
+
+class _Partitions(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, processor: KafkaCommandProcessor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._processor._revoke(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._processor._assign(assigned)
+
+
+class KafkaCommandProcessor:
+    def __init__(
+        self,
+        log: KafkaEventLog,
+        *,
+        group_id: str | None = None,
+        batch_size: int = 200,
+        cache_size: int = 20_000,
+        ids: Callable[[], str] = new_id,
+        recovery_seconds: float = 120.0,
+        session_timeout_ms: int = 6_000,
+    ) -> None:
+        self.log = log
+        self.group_id = group_id or f"{log.topics.prefix}.processor"
+        self.stats = ProcessorStats()
+        self._batch_size = batch_size
+        self._cache_size = cache_size
+        self._ids = ids
+        self._recovery_seconds = recovery_seconds
+        self._session_timeout_ms = session_timeout_ms
+        self._consumer: Any = None
+        self._writers: dict[int, StreamWriter] = {}
+        self._next: dict[int, int] = {}
+        self._known: dict[int, OrderedDict[str, _Known]] = {}
+        # Partitions whose writer a newer owner fenced: left alone until the next rebalance,
+        # or two processes would take a partition from each other in turn.
+        self._fenced: set[int] = set()
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume commands until ``stop()``; partitions come and go with the group."""
+        await self.log.start()
+        topics = self.log.topics
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.log.bootstrap,
+            client_id=f"{topics.prefix}-processor",
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(500, self._session_timeout_ms // 6),
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        consumer.subscribe([topics.commands], listener=_Partitions(self))
+        try:
+            while not self._stopping.is_set():
+                fetched = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
+                for tp, records in fetched.items():
+                    await self._process(tp, records)
+        finally:
+            async with self._lock:
+                for writer in self._writers.values():
+                    await writer.stop()
+                self._writers.clear()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 15)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    async def _assign(self, assigned: Sequence[TopicPartition]) -> None:
+        async with self._lock:
+            self._fenced.clear()
+            for tp in assigned:
+                try:
+                    await self._take(tp)
+                except (KafkaError, LogUnavailable, TimeoutError) as error:
+                    # Taken again at its next poll (see _process).
+                    logger.warning("partition %d: not taken yet (%r)", tp.partition, error)
+            logger.info("owning partitions %s", sorted(self._writers))
+
+    async def _take(self, tp: TopicPartition) -> None:
+        partition = tp.partition
+        writer = self._writers.get(partition) or self.log.writer(
+            f"{self.log.topics.prefix}.processor.{partition}", [partition]
+        )
+        try:
+            # Fence the previous owner first: its committed offset is final only after that.
+            await writer.restart(time.monotonic() + self._recovery_seconds)
+        except WriterFenced:
+            logger.warning("partition %d: a newer owner fenced this processor", partition)
+            self._writers.pop(partition, None)
+            self._fenced.add(partition)
+            return
+        self._writers[partition] = writer
+        self._known[partition] = OrderedDict()
+        await self._rewind(tp)
+
+    async def _rewind(self, tp: TopicPartition) -> None:
+        consumer = self._consumer
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+            self._next[tp.partition] = 0
+        else:
+            consumer.seek(tp, committed)
+            self._next[tp.partition] = committed
+
+    async def _revoke(self, revoked: Sequence[TopicPartition]) -> None:
+        async with self._lock:
+            self._fenced.clear()
+            for tp in revoked:
+                writer = self._writers.pop(tp.partition, None)
+                if writer is not None:
+                    await writer.stop()
+                self._known.pop(tp.partition, None)
+                self._next.pop(tp.partition, None)
+
+    # -- processing -----------------------------------------------------------------------
+
+    async def _process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+        async with self._lock:
+            writer = self._writers.get(tp.partition)
+            if writer is None:
+                if tp.partition not in self._fenced and tp in self._consumer.assignment():
+                    # Its start failed during the rebalance: try again.
+                    with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
+                        await self._take(tp)
+                return  # else revoked meanwhile
+            records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
+            if not records:
+                return
+            offsets = {tp: records[-1].offset + 1}
+            for attempt in range(2):
+                plan = await self._plan(tp.partition, records)
+                try:
+                    outcomes = await writer.commit(
+                        plan.appends,
+                        records=plan.records,
+                        offsets=offsets,
+                        group_id=self.group_id,
+                        all_or_nothing=True,
+                    )
+                except TransactionFailed as failed:
+                    await self._recover(tp, writer, failed)
+                    return
+                except WriterFenced:
+                    logger.warning("partition %d: fenced by a newer owner", tp.partition)
+                    self._writers.pop(tp.partition, None)
+                    self._fenced.add(tp.partition)
+                    await writer.stop()
+                    return
+                if all(outcome is None for outcome in outcomes):
+                    self._remember(tp.partition, plan.states)
+                    self._next[tp.partition] = offsets[tp]
+                    self.stats.commands += len(records)
+                    self.stats.transactions += 1
+                    self.stats.rejected += plan.rejected
+                    self.stats.dead_lettered += plan.poisoned
+                    return
+                # The writer's heads disagree with what was decided on: decide again.
+                logger.warning("partition %d: stale state (%s)", tp.partition, outcomes)
+                self._known[tp.partition] = OrderedDict()
+                if attempt:
+                    raise next(o for o in outcomes if o is not None)
+
+    async def _recover(self, tp: TopicPartition, writer: StreamWriter, failed: Exception) -> None:
+        """After a failed or unknown transaction: new producer, heads and offset re-read."""
+        logger.warning("partition %d: transaction failed (%s); recovering", tp.partition, failed)
+        self.stats.recoveries += 1
+        self._known[tp.partition] = OrderedDict()
+        deadline = time.monotonic() + self._recovery_seconds
+        while True:
+            try:
+                await writer.restart(deadline)
+                await self._rewind(tp)
+                return
+            except WriterFenced:
+                self._writers.pop(tp.partition, None)
+                self._fenced.add(tp.partition)
+                return
+            except (KafkaError, LogUnavailable, TimeoutError) as error:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("partition %d: recovery failed (%r)", tp.partition, error)
+                await asyncio.sleep(0.5)
+
+    async def _plan(self, partition: int, records: Sequence[Any]) -> _Plan:
+        plan = _Plan()
+        topics = self.log.topics
+        for record in records:
+            try:
+                message = CommandMessage.decode(record.value)
+                if self.log.partition_of(message.task_id) != partition:
+                    raise PoisonCommand(f"task {message.task_id} belongs to another partition")
+                known = plan.states.get(message.task_id) or await self._load(
+                    partition, message.task_id
+                )
+                try:
+                    decided = decide(known.state, message.command)
+                except DomainError as refused:
+                    logger.info("command %s refused: %s", message.command_id, refused)
+                    plan.rejected += 1
+                    continue
+                if not decided:
+                    continue
+                state, sealed = self._seal(known, message, decided)
+            except PoisonCommand as poison:
+                plan.poisoned += 1
+                plan.records.append(self._dead_letter(record, str(poison)))
+                continue
+            plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
+            plan.states[message.task_id] = _Known(state, sealed[-1].hash)
+        for task_id, known in plan.states.items():
+            plan.records.append(
+                OutRecord(
+                    topics.status,
+                    task_id.encode(),
+                    canonical(status_document(known.state)),
+                    partition,
+                )
+            )
+        return plan
+
+    def _seal(
+        self, known: _Known, message: CommandMessage, decided: Sequence[Any]
+    ) -> tuple[TaskState, list[Envelope]]:
+        try:
+            return seal_events(
+                message.task_id,
+                known.state,
+                known.hash,
+                decided,
+                at=message.command.now,
+                actor=message.actor,
+                ids=self._ids,
+                causation_id=message.command_id,
+                correlation_id=message.correlation_id,
+            )
+        except (ValueError, TypeError) as error:
+            raise PoisonCommand(f"cannot seal the events: {error}") from error
+
+    def _dead_letter(self, record: Any, reason: str) -> OutRecord:
+        source = f"{record.topic}:{record.partition}:{record.offset}"
+        return OutRecord(
+            self.log.topics.deadletter,
+            record.key or b"",
+            record.value,
+            0,
+            headers=(("error", reason.encode()[:1000]), ("source", source.encode())),
+        )
+
+    async def _load(self, partition: int, task_id: str) -> _Known:
+        cache = self._known.setdefault(partition, OrderedDict())
+        known = cache.get(task_id)
+        if known is not None:
+            cache.move_to_end(task_id)
+            return known
+        stream = await self.log.read_stream(task_id)
+        return _Known(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
+
+    def _remember(self, partition: int, states: Mapping[str, _Known]) -> None:
+        cache = self._known.setdefault(partition, OrderedDict())
+        for task_id, known in states.items():
+            cache[task_id] = known
+            cache.move_to_end(task_id)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+
+class StatusPublisher:
+    """Publishes status documents for events appended by other means (``log.append``).
+
+    The command processor publishes status in its own transactions; a process that
+    appends through the CommandHandler instead (``taskledger serve`` with a Kafka log) runs
+    this projection so ``<prefix>.status`` is filled all the same. It follows the log from
+    its checkpoint and is at-least-once: after a restart it may publish a document again,
+    with the same ``version``, which followers skip.
+    """
+
+    CONSUMER = "status-publisher"
+
+    def __init__(self, log: KafkaEventLog, *, cache_size: int = 20_000) -> None:
+        self.log = log
+        self.published = 0
+        self._cache: OrderedDict[str, TaskState] = OrderedDict()
+        self._cache_size = cache_size
+        self._producer: Any = None
+
+    async def run(self) -> None:
+        await self.log.start()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.log.bootstrap,
+            client_id=f"{self.log.topics.prefix}-status",
+            enable_idempotence=True,
+            acks="all",
+        )
+        await self._producer.start()
+        try:
+            checkpoint = await self.log.load_checkpoint(self.CONSUMER)
+            async for batch in self.log.subscribe(after=checkpoint, batch_size=500):
+                await self._publish(batch.events)
+                await self.log.save_checkpoint(self.CONSUMER, batch.checkpoint)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 15)
+
+    async def _publish(self, events: Sequence[Envelope]) -> None:
+        changed: dict[str, TaskState] = {}
+        for envelope in events:
+            state = changed.get(envelope.task_id) or self._cache.get(envelope.task_id)
+            if state is None or state.version != envelope.sequence - 1:
+                stream = await self.log.read_stream(envelope.task_id)
+                state = fold(envelope.task_id, stream[: envelope.sequence - 1])
+            changed[envelope.task_id] = evolve(
+                state, payload_of(envelope), parse_time(envelope.occurred_at)
+            )
+        topics = self.log.topics
+        sent = [
+            await self._producer.send(
+                topics.status,
+                value=canonical(status_document(state)),
+                key=task_id.encode(),
+                partition=self.log.partition_of(task_id),
+            )
+            for task_id, state in changed.items()
+        ]
+        await asyncio.gather(*sent)
+        self.published += len(sent)
+        for task_id, state in changed.items():
+            self._cache[task_id] = state
+            self._cache.move_to_end(task_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+async def run_processor(
+    bootstrap: str, *, topic_prefix: str = "taskledger", partitions: int = DEFAULT_PARTITIONS
+) -> None:
+    """One processor process: runs until SIGTERM or SIGINT."""
+    log = KafkaEventLog(bootstrap, topic_prefix=topic_prefix, partitions=partitions)
+    processor = KafkaCommandProcessor(log)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, processor.stop)
+    try:
+        await processor.run()
+    finally:
+        await log.close()

@@ -1,0 +1,340 @@
+"""The command path on Kafka: commands topic → processor (decide + append + status + input
+offset in one transaction) → events, status topic, dead letters; and the status subscriber
+example in docs/ following it from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
+from events import Envelope, canonical
+from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
+from processors.kafka_runtime import CommandMessage, CommandPublisher, KafkaCommandProcessor
+from projections.audit import audit_log
+from projections.status_document import status_document
+from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
+from tests.support.kafka_broker import KafkaBroker
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
+PARTITIONS = 3
+HOTKEYS = ("hk-a", "hk-b", "hk-c")
+WAIT = 60.0
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-processor"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def reader(kafka: KafkaBroker) -> AsyncIterator[KafkaEventLog]:
+    """A log opened by the test itself: a reader, never the writer."""
+    log = KafkaEventLog(
+        kafka.bootstrap, topic_prefix=f"proc-{uuid.uuid4().hex[:10]}", partitions=PARTITIONS
+    )
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.close()
+
+
+@dataclass
+class Running:
+    processor: KafkaCommandProcessor
+    task: asyncio.Task[None]
+
+    def check(self) -> None:
+        if self.task.done():
+            self.task.result()
+            raise AssertionError("the processor stopped")
+
+
+@contextlib.asynccontextmanager
+async def running_processor(reader: KafkaEventLog) -> AsyncIterator[Running]:
+    log = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    processor = KafkaCommandProcessor(log)
+    running = Running(processor, asyncio.create_task(processor.run()))
+    try:
+        yield running
+    finally:
+        processor.stop()
+        try:
+            await asyncio.wait_for(running.task, 30)
+        finally:
+            await log.close()
+
+
+@contextlib.asynccontextmanager
+async def publisher_for(reader: KafkaEventLog) -> AsyncIterator[CommandPublisher]:
+    publisher = CommandPublisher(reader)
+    await publisher.start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
+
+
+def scripted(count: int) -> dict[str, list[Command]]:
+    endings = sorted(ENDINGS)
+    return {
+        f"task-{n}-{endings[n % len(endings)]}": lifecycle(
+            endings[n % len(endings)],
+            T0 + timedelta(minutes=n),
+            HOTKEYS[: 1 + n % 3],
+            archive=n % 2 == 1,
+        )
+        for n in range(count)
+    }
+
+
+def expected_types(scripts: dict[str, list[Command]]) -> dict[str, list[str]]:
+    ledger = Ledger()
+    for task_id, commands in scripts.items():
+        for command in commands:
+            ledger.execute(task_id, command)
+    return {task_id: [e.type for e in ledger.stream(task_id)] for task_id in scripts}
+
+
+async def submit_all(
+    publisher: CommandPublisher, scripts: dict[str, list[Command]]
+) -> dict[str, list[str]]:
+    """Round by round, one command of every task at a time; returns the command ids."""
+    sent: dict[str, list[str]] = {task_id: [] for task_id in scripts}
+    for round_ in range(max(len(commands) for commands in scripts.values())):
+        due = [(t, c[round_]) for t, c in scripts.items() if round_ < len(c)]
+        command_ids = await asyncio.gather(
+            *(publisher.submit(t, command, actor="client-1") for t, command in due)
+        )
+        for (task_id, _), command_id in zip(due, command_ids, strict=True):
+            sent[task_id].append(command_id)
+    return sent
+
+
+async def wait_for_streams(
+    reader: KafkaEventLog, lengths: dict[str, int], running: Running | None = None
+) -> dict[str, list[Envelope]]:
+    streams: dict[str, list[Envelope]] = {}
+    async with asyncio.timeout(WAIT):
+        while True:
+            if running is not None:
+                running.check()
+            for task_id, length in lengths.items():
+                if len(streams.get(task_id, ())) < length:
+                    streams[task_id] = await reader.read_stream(task_id)
+            if all(len(streams[t]) >= n for t, n in lengths.items()):
+                return streams
+            await asyncio.sleep(0.2)
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int) -> list[Any]:
+    """Every committed record of ``topic`` up to its end now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        async with asyncio.timeout(WAIT):
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def assert_each_command_applied_once(
+    streams: dict[str, list[Envelope]], sent: dict[str, list[str]]
+) -> None:
+    """Events carry their command's id: every command's events are one run, in order."""
+    for task_id, stream in streams.items():
+        runs = [
+            e.causation_id
+            for n, e in enumerate(stream)
+            if n == 0 or e.causation_id != stream[n - 1].causation_id
+        ]
+        assert len(runs) == len(set(runs)), f"{task_id}: a command applied twice"
+        assert [c for c in sent[task_id] if c in runs] == runs
+
+
+async def test_lifecycles_through_the_command_topic(reader: KafkaEventLog) -> None:
+    scripts = scripted(18)
+    expected = expected_types(scripts)
+    async with running_processor(reader) as running, publisher_for(reader) as publisher:
+        sent = await submit_all(publisher, scripts)
+        streams = await wait_for_streams(
+            reader, {t: len(types) for t, types in expected.items()}, running
+        )
+        stats = running.processor.stats
+    assert {t: [e.type for e in s] for t, s in streams.items()} == expected
+    assert_each_command_applied_once(streams, sent)
+    for task_id, stream in streams.items():
+        assert fold(task_id, stream).status == ENDINGS[task_id.split("-", 2)[2]]
+    report = await audit_log(reader)
+    assert report.clean, [str(v) for v in report.violations[:5]]
+    assert report.events == sum(len(types) for types in expected.values())
+    assert stats.rejected == 0 and stats.dead_lettered == 0
+    assert stats.commands == sum(len(c) for c in scripts.values())
+
+    # The status topic ends with each task's current document, published with its events.
+    records = await read_topic(reader.bootstrap, reader.topics.status, PARTITIONS)
+    last: dict[str, Any] = {}
+    for record in records:
+        document = json.loads(record.value)
+        assert record.key.decode() == document["task_id"]
+        assert record.partition == partition_for(document["task_id"], PARTITIONS)
+        last[document["task_id"]] = document
+    for task_id, stream in streams.items():
+        assert last[task_id] == json.loads(canonical(status_document(fold(task_id, stream))))
+
+
+async def test_undecodable_commands_go_to_the_dead_letter_topic(reader: KafkaEventLog) -> None:
+    task_id = "task-poisoned"
+    partition = partition_for(task_id, PARTITIONS)
+    other = next(
+        f"task-{n}" for n in range(100) if partition_for(f"task-{n}", PARTITIONS) != partition
+    )
+    create = lifecycle("cancelled_pending", T0, HOTKEYS[:1])[0]
+    misrouted = CommandMessage("cmd-misrouted", other, "client-1", create).encode()
+    unknown = json.dumps(
+        {"id": "x", "task_id": task_id, "actor": "a", "type": "Explode", "command": {}}
+    ).encode()
+    naive = json.loads(CommandMessage("cmd-naive", task_id, "client-1", create).encode())
+    naive["command"]["now"] = "2025-01-01T00:00:00"
+    poison = [b"\x00 not json", unknown, misrouted, json.dumps(naive).encode()]
+
+    raw = AIOKafkaProducer(bootstrap_servers=reader.bootstrap, acks="all")
+    await raw.start()
+    try:
+        for value in poison:
+            await raw.send_and_wait(
+                reader.topics.commands, value=value, key=task_id.encode(), partition=partition
+            )
+    finally:
+        await raw.stop()
+    async with running_processor(reader) as running, publisher_for(reader) as publisher:
+        # The partition keeps flowing behind the poison.
+        await publisher.submit(task_id, create, actor="client-1")
+        await publisher.submit(task_id, CancelTask("changed my mind", T0), actor="client-1")
+        stream = (await wait_for_streams(reader, {task_id: 2}, running))[task_id]
+        stats = running.processor.stats
+    assert [e.type for e in stream] == ["TaskCreated", "TaskCancelled"]
+    assert stats.dead_lettered == len(poison)
+
+    letters = await read_topic(reader.bootstrap, reader.topics.deadletter, 1)
+    assert [r.value for r in letters] == poison
+    for record in letters:
+        headers = dict(record.headers)
+        assert headers["error"]
+        assert headers["source"].decode().startswith(f"{reader.topics.commands}:{partition}:")
+
+
+async def test_refused_commands_are_consumed_without_events(reader: KafkaEventLog) -> None:
+    task_id = "task-refused"
+    create = lifecycle("cancelled_pending", T0, HOTKEYS[:1])[0]
+    assert isinstance(create, CreateTask)
+    async with running_processor(reader) as running, publisher_for(reader) as publisher:
+        await publisher.submit(task_id, RecordResponse("hk-a", {}, 1.0, T0), actor="hk-a")
+        await publisher.submit(task_id, create, actor="client-1")
+        await publisher.submit(task_id, create, actor="client-1")  # already exists
+        await publisher.submit(task_id, CancelTask("done", T0), actor="client-1")
+        stream = (await wait_for_streams(reader, {task_id: 2}, running))[task_id]
+        async with asyncio.timeout(WAIT):
+            while running.processor.stats.commands < 4:
+                await asyncio.sleep(0.1)
+        stats = running.processor.stats
+    assert [e.type for e in stream] == ["TaskCreated", "TaskCancelled"]
+    assert stats.rejected == 2
+    assert stats.dead_lettered == 0
+
+
+async def test_the_status_subscriber_example_follows_tasks_to_the_end(
+    reader: KafkaEventLog,
+) -> None:
+    scripts = scripted(4)
+    subscriber = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "docs" / "status_subscriber.py"),
+        "--bootstrap",
+        reader.bootstrap,
+        "--prefix",
+        reader.topics.prefix,
+        *[arg for task_id in scripts for arg in ("--task", task_id)],
+        "--timeout",
+        str(WAIT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    async with running_processor(reader), publisher_for(reader) as publisher:
+        await submit_all(publisher, scripts)
+        out, err = await asyncio.wait_for(subscriber.communicate(), WAIT + 10)
+    assert subscriber.returncode == 0, err.decode()
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_task.setdefault(line["task_id"], []).append(line)
+    assert set(by_task) == set(scripts)
+    for task_id, updates in by_task.items():
+        versions = [u["version"] for u in updates]
+        assert versions == sorted(set(versions))
+        ending = ENDINGS[task_id.split("-", 2)[2]]
+        # Archiving may follow the terminal status; the subscriber stops at the first.
+        assert updates[-1]["status"] == ending
+
+
+@pytest.mark.parametrize("lost", ["before the commit", "after the commit"])
+async def test_a_failed_transaction_is_recovered_without_loss_or_repeat(
+    reader: KafkaEventLog, monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    """The processor cannot tell whether its transaction committed: it restarts its writer
+    and rewinds to the committed input offset, which says exactly what to do again."""
+    commit = StreamWriter.commit
+    failures: list[str] = []
+
+    async def flaky(writer: StreamWriter, *args: Any, **kwargs: Any) -> Any:
+        if not failures and lost == "after the commit":
+            await commit(writer, *args, **kwargs)
+        if not failures:
+            failures.append(lost)
+            raise TransactionFailed(lost)
+        return await commit(writer, *args, **kwargs)
+
+    monkeypatch.setattr(StreamWriter, "commit", flaky)
+    scripts = scripted(9)
+    expected = expected_types(scripts)
+    async with running_processor(reader) as running, publisher_for(reader) as publisher:
+        sent = await submit_all(publisher, scripts)
+        streams = await wait_for_streams(
+            reader, {t: len(types) for t, types in expected.items()}, running
+        )
+        recoveries = running.processor.stats.recoveries
+    assert failures == [lost] and recoveries == 1
+    assert {t: [e.type for e in s] for t, s in streams.items()} == expected
+    assert_each_command_applied_once(streams, sent)
+    report = await audit_log(reader)
+    assert report.clean, [str(v) for v in report.violations[:5]]
+    assert report.events == sum(len(types) for types in expected.values())
