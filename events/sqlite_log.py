@@ -105,7 +105,6 @@ class SqliteEventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(path, durability)
         self._writer.executescript(_SCHEMA)
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
         self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="eventlog-read")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -130,11 +129,12 @@ class SqliteEventLog:
         await future
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
             group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
             try:
-                outcomes = await loop.run_in_executor(self._write_thread, self._commit, group)
+                # On the loop's own thread: a commit takes a millisecond or two, while
+                # handing it to a thread makes it queue for the GIL behind the loop.
+                outcomes = self._commit(group)
             except Exception as error:  # the whole transaction failed: nothing was written
                 for item in group:
                     if not item.future.done():
@@ -204,7 +204,7 @@ class SqliteEventLog:
                 (consumer, checkpoint),
             )
 
-        await asyncio.get_running_loop().run_in_executor(self._write_thread, write)
+        write()
 
     # -- reads ----------------------------------------------------------------
 
@@ -303,7 +303,6 @@ class SqliteEventLog:
             await self._flusher
         self._closed = True
         self._wake_subscribers()
-        self._write_thread.shutdown(wait=True)
         self._read_threads.shutdown(wait=True)
         self._writer.close()
         with self._readers_lock:

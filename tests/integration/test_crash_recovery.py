@@ -18,7 +18,14 @@ TERMINAL = {"APPROVED", "FAILED", "CANCELLED"}
 
 
 def start_dev(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TASKLEDGER_MINER_TIMEOUT": "3", "TASKLEDGER_TASK_DEADLINE": "30"}
+    env = {
+        **os.environ,
+        "TASKLEDGER_MINER_TIMEOUT": "3",
+        "TASKLEDGER_TASK_DEADLINE": "30",
+        # Not a rate-limit test: the polling below must not be throttled.
+        "TASKLEDGER_RATE_LIMIT": "100000",
+        "TASKLEDGER_RATE_BURST": "100000",
+    }
     return subprocess.Popen(
         [
             sys.executable,
