@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +20,7 @@ from typing import Any, Literal
 from events.codec import GENESIS_HASH
 from events.envelope import Envelope, from_stored
 from events.log import Batch, BrokenChain, StaleVersion, StreamHead, check_continuation
+from events.sqlite_connect import open_wal
 
 Durability = Literal["full", "normal"]
 
@@ -58,11 +57,7 @@ class _PendingAppend:
 
 
 def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute(f"PRAGMA synchronous={durability.upper()}")
-    connection.execute("PRAGMA busy_timeout=30000")
-    return connection
+    return open_wal(path, synchronous=durability)
 
 
 _ROWS_PER_STATEMENT = 500
@@ -105,10 +100,7 @@ class SqliteEventLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(path, durability)
         self._writer.executescript(_SCHEMA)
-        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="eventlog-read")
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._reader_connection: sqlite3.Connection | None = None
         self._pending: list[_PendingAppend] = []
         self._flusher: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
@@ -209,19 +201,14 @@ class SqliteEventLog:
     # -- reads ----------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = _connect(self.path, self._durability)
-            self._local.connection = connection
-            with self._readers_lock:
-                self._readers.append(connection)
-        return connection
+        if self._reader_connection is None:
+            self._reader_connection = _connect(self.path, self._durability)
+        return self._reader_connection
 
     async def _read(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
-            return self._reader().execute(query, parameters).fetchall()
-
-        return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+        # On the loop's thread, like the writes: these queries take microseconds,
+        # far less than a hand-off to a thread that must then wait for the GIL.
+        return self._reader().execute(query, parameters).fetchall()
 
     async def read_stream(self, task_id: str) -> list[Envelope]:
         rows = await self._read(
@@ -245,6 +232,8 @@ class SqliteEventLog:
                 position = rows[-1][2]
                 events = tuple(from_stored(body, hash, pos) for body, hash, pos in rows)
                 yield Batch(events, str(position))
+                # Reads no longer suspend: let the rest of the loop run between batches.
+                await asyncio.sleep(0)
                 continue
             if not follow:
                 return
@@ -303,8 +292,6 @@ class SqliteEventLog:
             await self._flusher
         self._closed = True
         self._wake_subscribers()
-        self._read_threads.shutdown(wait=True)
         self._writer.close()
-        with self._readers_lock:
-            for connection in self._readers:
-                connection.close()
+        if self._reader_connection is not None:
+            self._reader_connection.close()

@@ -8,7 +8,6 @@ re-built form, or a signature made for ``/a%20b`` would fail as ``/a b``.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from aiohttp import web
 from bittensor import http_auth
 from bittensor.http_auth import NonceStore
 
+from events.sqlite_connect import open_wal
 from miners.identity import Identity
 
 AuthFailureCode = Literal[
@@ -126,13 +126,9 @@ class SqliteNonceStore:
         self.retention = retention
         self._purge_interval = purge_interval
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA journal_mode=WAL")
         # Losing the last moments of nonces in a power cut only matters for
         # requests that are stale by the time the host is back.
-        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection = open_wal(path, synchronous="normal", busy_timeout=busy_timeout)
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS btauth_nonces ("
             " hotkey TEXT NOT NULL,"

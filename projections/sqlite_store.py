@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ import orjson
 
 from aggregates import TERMINAL, TaskState
 from events import PRIORITY_RANK, format_time
+from events.sqlite_connect import open_wal
 from projections.checkpoints import checkpoint_advances
 from projections.miner_stats import MinerStats
 from projections.state_codec import state_from_doc, state_to_doc
@@ -99,34 +97,15 @@ class SqliteReadModelStore:
         self._durability = durability
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="readmodel-write")
-        self._read_threads = ThreadPoolExecutor(2, thread_name_prefix="readmodel-read")
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = [self._writer]
-        self._lock = threading.Lock()
+        self._reader_connection = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute(f"PRAGMA synchronous={self._durability.upper()}")
-        return connection
-
-    def _reader(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._connect()
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
+        return open_wal(self.path, synchronous=self._durability)
 
     async def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
-            return self._reader().execute(query, tuple(parameters)).fetchall()
-
-        return await asyncio.get_running_loop().run_in_executor(self._read_threads, run)
+        # On the loop's thread: indexed lookups take microseconds, less than a
+        # hand-off to a thread that must then wait for the GIL.
+        return self._reader_connection.execute(query, tuple(parameters)).fetchall()
 
     async def commit(
         self,
@@ -162,7 +141,7 @@ class SqliteReadModelStore:
                 connection.execute("ROLLBACK")
                 raise
 
-        await asyncio.get_running_loop().run_in_executor(self._write_thread, write)
+        write()
 
     async def checkpoint(self, consumer: str) -> str | None:
         rows = await self._read(
@@ -248,14 +227,11 @@ class SqliteReadModelStore:
                 "DELETE FROM checkpoints; COMMIT;"
             )
 
-        await asyncio.get_running_loop().run_in_executor(self._write_thread, wipe)
+        wipe()
 
     async def check(self) -> None:
         await self._read("SELECT 1")
 
     async def close(self) -> None:
-        self._write_thread.shutdown(wait=True)
-        self._read_threads.shutdown(wait=True)
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
+        self._reader_connection.close()
+        self._writer.close()

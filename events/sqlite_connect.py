@@ -1,0 +1,33 @@
+"""Opening a SQLite database the way every embedded store here wants it: WAL, shared safely."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+
+def open_wal(
+    path: Path, *, synchronous: str = "full", busy_timeout: float = 30.0
+) -> sqlite3.Connection:
+    """A connection in WAL mode with the given ``synchronous`` level.
+
+    Processes that open a new file at the same moment may find it locked while
+    one of them switches it to WAL, a lock SQLite's busy timeout does not wait
+    for; the switch is retried for up to ``busy_timeout`` seconds.
+    """
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                connection.close()
+                raise
+            time.sleep(0.01)
+    connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    return connection
