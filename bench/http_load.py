@@ -1,8 +1,8 @@
 """`taskledger bench http`: drives the running system over HTTP from a separate process.
 
-Three phases against a fresh server (the embedded proxy with fast in-process
-miners and the reference validator over HTTP): latency at a fixed offered
-rate (open loop), full lifecycles as fast as they go, then intake alone.
+Three phases against a fresh system (the embedded proxy as an edge process and
+a processors process, with fast miners and the reference validator over HTTP):
+latency at a fixed offered rate (open loop), full lifecycles as fast as they go, then intake alone.
 All traffic is on loopback and every phase is bounded in time.
 """
 
@@ -164,28 +164,25 @@ async def intake_phase(load: Load, seconds: float, concurrency: int = 64) -> dic
     return {"accepted": accepted, "seconds": elapsed, "intakes_per_second": accepted / elapsed}
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
-    port = free_port("127.0.0.1")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.http_server",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def _start(data_dir: Path, port: int, role: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    command = [sys.executable, "-m", "bench.http_server", "--data-dir", str(data_dir)]
+    command += ["--port", str(port), "--role", role]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
         process.kill()
-        raise RuntimeError("the benchmark server did not start")
-    ready = json.loads(line)
-    return process, str(ready["url"]), str(ready["key"])
+        raise RuntimeError(f"the benchmark's {role} process did not start")
+    ready: dict[str, Any] = json.loads(line)
+    return process, ready
+
+
+def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[str]], str, str]:
+    """The edge and the processors as two processes on one data directory."""
+    port = free_port("127.0.0.1")
+    processors, _ = _start(data_dir, port, "processors")
+    edge, ready = _start(data_dir, port, "edge")
+    return [edge, processors], str(ready["url"]), str(ready["key"])
 
 
 async def drive(
@@ -205,12 +202,14 @@ def run_http_bench(
     rate: float = 200.0, rate_seconds: float = 10.0, tasks: int = 2000, intake_seconds: float = 5.0
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="taskledger-http-bench-") as directory:
-        process, url, key = start_server(Path(directory))
+        processes, url, key = start_servers(Path(directory))
         try:
             return asyncio.run(drive(url, key, rate, rate_seconds, tasks, intake_seconds))
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()

@@ -1,7 +1,10 @@
 """The system under test for `taskledger bench http`: the embedded proxy with fast miners.
 
-Run as its own process by the benchmark; prints one JSON line with the base
-URL, the API key and the proxy hotkey once it serves, then runs until killed.
+Run by the benchmark as two processes on one data directory, as an operator
+would on a 2-core machine: `--role edge` (the HTTP edge) and `--role
+processors` (dispatcher, deadlines, projections, with fast miners answering
+at once and the reference validator posting over HTTP). Each prints one JSON
+line when ready, then runs until terminated.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ async def _fast_miner(index: int) -> tuple[MinerInfo, web.AppRunner]:
     return MinerInfo(f"5BenchMiner{index:02d}", f"http://127.0.0.1:{port}", CAPABILITIES), runner
 
 
-async def main(data_dir: Path, port: int, miners: int) -> None:
+async def main(data_dir: Path, port: int, miners: int, role: str) -> None:
     key = "bench-key"
     settings = replace(
         Settings(),
@@ -50,7 +53,8 @@ async def main(data_dir: Path, port: int, miners: int) -> None:
         rate_per_second=1_000_000.0,
         rate_burst=1_000_000,
     )
-    peers = [await _fast_miner(index) for index in range(miners)]
+    with_processors = role != "edge"
+    peers = [await _fast_miner(index) for index in range(miners)] if with_processors else []
     proxy = Identity.load_or_create(settings.wallets_dir, "bench-proxy")
     validator = Identity.load_or_create(settings.wallets_dir, "bench-validator")
     system = build_system(
@@ -58,17 +62,23 @@ async def main(data_dir: Path, port: int, miners: int) -> None:
         extra_miners=[info for info, _ in peers],
         extra_validators=[validator.ss58],
         identity=proxy,
+        with_processors=with_processors,
     )
     client = MinerClient(validator, timeout_seconds=30.0, max_connections=16)
     background: list[asyncio.Task[None]] = []
 
     async def ready() -> None:
-        reference = ReferenceValidator(validator, client, settings.base_url, proxy.ss58, batch=200)
-        background.append(asyncio.create_task(reference.run(interval=0.05)))
-        print(json.dumps({"url": settings.base_url, "key": key}), flush=True)
+        if with_processors:
+            reference = ReferenceValidator(
+                validator, client, settings.base_url, proxy.ss58, batch=200
+            )
+            background.append(asyncio.create_task(reference.run(interval=0.05)))
+        print(json.dumps({"url": settings.base_url, "key": key, "role": role}), flush=True)
 
     try:
-        await serve_until_stopped(system, edge=True, processors=True, on_ready=ready)
+        await serve_until_stopped(
+            system, edge=role != "processors", processors=with_processors, on_ready=ready
+        )
     finally:
         for task in background:
             task.cancel()
@@ -82,5 +92,6 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--miners", type=int, default=6)
+    parser.add_argument("--role", choices=("all", "edge", "processors"), default="all")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.data_dir, arguments.port, arguments.miners))
+    asyncio.run(main(arguments.data_dir, arguments.port, arguments.miners, arguments.role))

@@ -93,7 +93,7 @@ def _insert_many(
 
 
 class SqliteEventLog:
-    def __init__(self, path: Path, *, durability: Durability = "full", poll_seconds: float = 0.05):
+    def __init__(self, path: Path, *, durability: Durability = "full", poll_seconds: float = 0.005):
         self.path = path
         self._durability = durability
         self._poll_seconds = poll_seconds

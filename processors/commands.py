@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from aggregates import Command, TaskState, decide, evolve, fold
+from aggregates import Command, DomainError, TaskState, decide, evolve, fold
 from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal, to_data
 
 
@@ -122,7 +122,7 @@ class CommandHandler:
         self._attempts = attempts
 
     async def load(self, task_id: str) -> TaskState:
-        return (await self._head(task_id)).state
+        return (await self._head(task_id))[0].state
 
     async def execute(
         self,
@@ -133,10 +133,21 @@ class CommandHandler:
         causation_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Outcome:
-        for attempt in range(self._attempts):
-            head = await self._head(task_id, fresh=attempt > 0)
-            events = decide(head.state, command)
+        fresh = False
+        for _ in range(self._attempts):
+            head, cached = await self._head(task_id, fresh=fresh)
+            try:
+                events = decide(head.state, command)
+            except DomainError:
+                if not cached:
+                    raise
+                # Another process may have moved the task on: decide again on the log.
+                fresh = True
+                continue
             if not events:
+                if cached:
+                    fresh = True  # nothing to do here may mean a stale head: look again
+                    continue
                 return Outcome(head.state, ())
             state, sealed = seal_events(
                 task_id,
@@ -153,21 +164,23 @@ class CommandHandler:
                 await self._log.append(task_id, head.state.version, sealed)
             except StaleVersion:
                 self._cache.pop(task_id, None)
+                fresh = True
                 continue
             self._remember(task_id, _Head(state, sealed[-1].hash))
             return Outcome(state, tuple(sealed))
         raise StaleVersion(task_id, -1, -1)
 
-    async def _head(self, task_id: str, *, fresh: bool = False) -> _Head:
+    async def _head(self, task_id: str, *, fresh: bool = False) -> tuple[_Head, bool]:
+        """The task's head, and whether it came from the cache (and so may be stale)."""
         cached = None if fresh else self._cache.get(task_id)
         if cached is not None:
             self._cache.move_to_end(task_id)
-            return cached
+            return cached, True
         stream = await self._log.read_stream(task_id)
         head = _Head(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
         if stream:
             self._remember(task_id, head)
-        return head
+        return head, False
 
     def _remember(self, task_id: str, head: _Head) -> None:
         self._cache[task_id] = head
