@@ -1,14 +1,16 @@
-"""The whole lifecycle with Firestore read models and Cloud Storage files (on the SQLite log).
+"""The whole lifecycle with Firestore read models and Cloud Storage files, on both logs.
 
-Real emulators: Google's Firestore emulator and fake-gcs-server, selected the
-way an operator selects them, through TASKLEDGER_READ_MODELS and TASKLEDGER_BLOBS.
+Real components: Google's Firestore emulator, fake-gcs-server and a Kafka
+broker, selected the way an operator selects them, through
+TASKLEDGER_EVENT_LOG, TASKLEDGER_READ_MODELS and TASKLEDGER_BLOBS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,19 +28,35 @@ from taskledger.system import System, build_system
 from tests.support.fast_miners import free_port
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.gcs_emulator import GcsEmulator
+from tests.support.kafka_broker import KafkaBroker
 
-pytestmark = [pytest.mark.firestore, pytest.mark.gcs, pytest.mark.slow]
+pytestmark = [pytest.mark.firestore, pytest.mark.gcs, pytest.mark.kafka, pytest.mark.slow]
 PROJECT = "taskledger-cloud-test"
 KEY = "cloud-test-key"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-cloud"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(params=["sqlite", "kafka"])
 async def cloud_system(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     firestore_emulator: FirestoreEmulator,
     gcs_emulator: GcsEmulator,
 ) -> AsyncIterator[tuple[System, str]]:
+    if request.param == "kafka":
+        broker: KafkaBroker = request.getfixturevalue("kafka")
+        event_log = f"kafka://{broker.bootstrap}?prefix=cloud{uuid.uuid4().hex[:8]}&partitions=3"
+    else:
+        event_log = "sqlite"
     firestore_emulator.reset(PROJECT)
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
@@ -48,6 +66,7 @@ async def cloud_system(
         data_dir=tmp_path,
         port=port,
         durability="normal",
+        event_log=event_log,
         read_models=f"firestore://{PROJECT}",
         blobs="gs://taskledger-cloud-test/blobs",
         api_keys={"client": KEY},
@@ -136,7 +155,7 @@ async def test_every_job_type_runs_on_firestore_and_cloud_storage(
             text = (await reply.json())["result"]["text"]
         assert {"this", "is", "test"} & set(text.split())
 
-    # The read models are Firestore's, the files Cloud Storage's.
+    # The read models are Firestore's, the files Cloud Storage's, the log the one chosen.
     stored = await system.store.get_task(tts)
     assert stored is not None and stored.status == "APPROVED"
     assert type(system.store).__name__ == "FirestoreReadModelStore"
