@@ -135,10 +135,13 @@ def http(arguments: argparse.Namespace) -> int:
             "http",
             "\n".join(
                 [
-                    "## HTTP (embedded, fast in-process miners, reference validator over HTTP)",
+                    "## HTTP (embedded log; edge and processors as two processes)",
                     "",
-                    "Command: `taskledger bench http`. The system runs in its own process; the "
-                    "load comes from another over loopback (aiohttp, 64 connections).",
+                    "Command: `taskledger bench http`. The edge and the processors (with fast "
+                    "miners answering at once and the reference validator posting over HTTP) run "
+                    "as two processes on one data directory; the load comes from a third over "
+                    "loopback (aiohttp, 64 connections). Phases: open-loop latency at the offered "
+                    "rate, then lifecycles as fast as they go, then intake alone.",
                     "",
                     "| figure | goal | measured |",
                     "|---|---|---|",
