@@ -12,61 +12,29 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.dev_process import start_dev, wait_healthy
 from tests.support.fast_miners import free_port
 
 TERMINAL = {"APPROVED", "FAILED", "CANCELLED"}
 
 
-def start_dev(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TASKLEDGER_MINER_TIMEOUT": "3",
-        "TASKLEDGER_TASK_DEADLINE": "30",
-        # Not a rate-limit test: the polling below must not be throttled.
-        "TASKLEDGER_RATE_LIMIT": "100000",
-        "TASKLEDGER_RATE_BURST": "100000",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "taskledger.cli",
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--miners",
-            "3",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-async def wait_healthy(session: aiohttp.ClientSession, base: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{base}/api/v1/health") as reply:
-                if reply.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("taskledger dev did not become healthy")
+# Not a rate-limit test: the status polling below must not be throttled.
+DEV_ENV = {
+    "TASKLEDGER_MINER_TIMEOUT": "3",
+    "TASKLEDGER_TASK_DEADLINE": "30",
+    "TASKLEDGER_RATE_LIMIT": "100000",
+    "TASKLEDGER_RATE_BURST": "100000",
+}
 
 
 async def test_tasks_accepted_before_a_sigkill_all_finish_after_a_restart(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = start_dev(tmp_path, port)
+    process = start_dev(tmp_path, port, DEV_ENV)
     accepted: list[str] = []
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_healthy(session, base)
+            await asyncio.to_thread(wait_healthy, base)
             key = (tmp_path / "api-key").read_text().strip()
             headers = {"Authorization": f"Bearer {key}"}
 
@@ -95,8 +63,8 @@ async def test_tasks_accepted_before_a_sigkill_all_finish_after_a_restart(tmp_pa
             flooding.cancel()
             assert len(accepted) > 20, "the flood should have had tasks accepted"
 
-            process = start_dev(tmp_path, port)
-            await wait_healthy(session, base)
+            process = start_dev(tmp_path, port, DEV_ENV)
+            await asyncio.to_thread(wait_healthy, base)
             statuses: dict[str, str] = {}
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline:

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from miners.work.speech import synthesize
+from tests.support.dev_process import start_dev, wait_healthy
 from tests.support.fast_miners import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -36,37 +36,11 @@ def documents(output: str) -> list[dict[str, object]]:
     return found
 
 
-def wait_healthy(base: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/api/v1/health") as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("taskledger dev did not become healthy")
-
-
 def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     data_dir = tmp_path / ".taskledger"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "taskledger.cli",
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_dev(data_dir, port)
     try:
         wait_healthy(base)
         (tmp_path / "speech.wav").write_bytes(synthesize("hello world this is a test"))
