@@ -159,6 +159,61 @@ def http(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def kafka(arguments: argparse.Namespace) -> int:
+    from bench.kafka import run_kafka_bench
+
+    figures: dict[str, Any] = {"machine": machine()}
+    figures.update(
+        run_kafka_bench(
+            arguments.bootstrap,
+            rate=arguments.rate,
+            seconds=arguments.seconds,
+            tasks=arguments.tasks,
+        )
+    )
+    latency, topic, lifecycles = figures["latency"], figures["status_topic"], figures["lifecycles"]
+    if arguments.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(
+            f"machine: {figures['machine']}\n"
+            f"pipeline: {figures['pipeline_events_per_second']:,.0f} events/s "
+            f"({lifecycles['lifecycles_per_second']:,.0f} lifecycles/s)\n"
+            f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
+            f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
+            f"{latency['to_distributed_p99_ms']:.1f} ms; to the status topic p50 "
+            f"{topic['to_status_topic_p50_ms']:.1f} ms, "
+            f"p99 {topic['to_status_topic_p99_ms']:.1f} ms"
+        )
+    if not arguments.no_record:
+        broker = arguments.bootstrap or "a single-node Kafka 4.1.1 started by the command"
+        record(
+            "kafka",
+            "\n".join(
+                [
+                    "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",
+                    "",
+                    f"Command: `taskledger bench kafka`; broker: {broker}. The proxy runs with "
+                    "`TASKLEDGER_EVENT_LOG=kafka://…` in one process (fast miners, the reference "
+                    "validator over HTTP); the load and a plain aiokafka follower of the status "
+                    "topic run in another. Events/s counts 8 events per completed lifecycle.",
+                    "",
+                    "| figure | goal | measured |",
+                    "|---|---|---|",
+                    f"| events/s through the pipeline | ≥ 20,000 | "
+                    f"{figures['pipeline_events_per_second']:,.0f} |",
+                    f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
+                    f"offered | < 50 ms | {latency['to_distributed_p99_ms']:.1f} ms "
+                    f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
+                    f"| intake → status topic (first status past PENDING) | | p50 "
+                    f"{topic['to_status_topic_p50_ms']:.1f} ms, p99 "
+                    f"{topic['to_status_topic_p99_ms']:.1f} ms |",
+                ]
+            ),
+        )
+    return 0
+
+
 def add_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure and record figures in BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
@@ -177,6 +232,14 @@ def add_parser(commands: Any) -> None:
     http_parser.add_argument("--json", action="store_true")
     http_parser.add_argument("--no-record", action="store_true")
     http_parser.set_defaults(handler=http)
+    kafka_parser = kinds.add_parser("kafka", help="the pipeline on Kafka: events/s, latency")
+    kafka_parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
+    kafka_parser.add_argument("--rate", type=float, default=200.0, help="tasks/s offered")
+    kafka_parser.add_argument("--seconds", type=float, default=10.0)
+    kafka_parser.add_argument("--tasks", type=int, default=1000, help="lifecycles to run")
+    kafka_parser.add_argument("--json", action="store_true")
+    kafka_parser.add_argument("--no-record", action="store_true")
+    kafka_parser.set_defaults(handler=kafka)
     from bench.projections import add_projection_bench
 
     add_projection_bench(kinds)

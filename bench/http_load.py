@@ -84,8 +84,11 @@ class Load:
         return time.monotonic()
 
 
-async def latency_phase(load: Load, rate: float, seconds: float) -> dict[str, Any]:
-    sent: dict[str, float] = {}
+async def latency_phase(
+    load: Load, rate: float, seconds: float, sent: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Open loop at ``rate``; ``sent`` collects each accepted task's send time."""
+    sent = {} if sent is None else sent
     started = time.monotonic()
     wall_started = time.time()
 
@@ -164,9 +167,11 @@ async def intake_phase(load: Load, seconds: float, concurrency: int = 64) -> dic
     return {"accepted": accepted, "seconds": elapsed, "intakes_per_second": accepted / elapsed}
 
 
-def _start(data_dir: Path, port: int, role: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def _start(
+    data_dir: Path, port: int, role: str, event_log: str = "sqlite"
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     command = [sys.executable, "-m", "bench.http_server", "--data-dir", str(data_dir)]
-    command += ["--port", str(port), "--role", role]
+    command += ["--port", str(port), "--role", role, "--event-log", event_log]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -177,9 +182,17 @@ def _start(data_dir: Path, port: int, role: str) -> tuple[subprocess.Popen[str],
     return process, ready
 
 
-def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[str]], str, str]:
-    """The edge and the processors as two processes on one data directory."""
+def start_servers(
+    data_dir: Path, event_log: str = "sqlite"
+) -> tuple[list[subprocess.Popen[str]], str, str]:
+    """The edge and the processors as two processes on one data directory.
+
+    On Kafka one process per writer id appends, so there it is one process.
+    """
     port = free_port("127.0.0.1")
+    if event_log.startswith("kafka://"):
+        single, ready = _start(data_dir, port, "all", event_log)
+        return [single], str(ready["url"]), str(ready["key"])
     processors, _ = _start(data_dir, port, "processors")
     edge, ready = _start(data_dir, port, "edge")
     return [edge, processors], str(ready["url"]), str(ready["key"])
@@ -198,6 +211,16 @@ async def drive(
         }
 
 
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def run_http_bench(
     rate: float = 200.0, rate_seconds: float = 10.0, tasks: int = 2000, intake_seconds: float = 5.0
 ) -> dict[str, Any]:
@@ -206,10 +229,4 @@ def run_http_bench(
         try:
             return asyncio.run(drive(url, key, rate, rate_seconds, tasks, intake_seconds))
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(processes)

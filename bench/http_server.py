@@ -43,12 +43,13 @@ async def _fast_miner(index: int) -> tuple[MinerInfo, web.AppRunner]:
     return MinerInfo(f"5BenchMiner{index:02d}", f"http://127.0.0.1:{port}", CAPABILITIES), runner
 
 
-async def main(data_dir: Path, port: int, miners: int, role: str) -> None:
+async def main(data_dir: Path, port: int, miners: int, role: str, event_log: str) -> None:
     key = "bench-key"
     settings = replace(
         Settings(),
         data_dir=data_dir,
         port=port,
+        event_log=event_log,
         api_keys={"bench": key},
         rate_per_second=1_000_000.0,
         rate_burst=1_000_000,
@@ -93,5 +94,14 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--miners", type=int, default=6)
     parser.add_argument("--role", choices=("all", "edge", "processors"), default="all")
+    parser.add_argument("--event-log", default="sqlite", help="sqlite or kafka://HOST:PORT…")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.data_dir, arguments.port, arguments.miners, arguments.role))
+    asyncio.run(
+        main(
+            arguments.data_dir,
+            arguments.port,
+            arguments.miners,
+            arguments.role,
+            arguments.event_log,
+        )
+    )

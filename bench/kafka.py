@@ -1,0 +1,156 @@
+"""`taskledger bench kafka`: the whole pipeline on one local Kafka broker, over HTTP.
+
+The proxy runs with `TASKLEDGER_EVENT_LOG=kafka://…` (one process: on Kafka one
+process per writer id appends), with fast miners and the reference validator;
+the load comes from this process over loopback. Besides the HTTP phases it
+follows `<prefix>.status` with a plain aiokafka consumer, to time intake to the
+first status document past PENDING on the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from bench.http_load import (
+    Load,
+    latency_phase,
+    lifecycle_phase,
+    percentile,
+    start_servers,
+    stop,
+)
+from taskledger.dev import free_port
+
+EVENTS_PER_LIFECYCLE = 8
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kafka-broker"
+
+
+class StatusFollower:
+    """When each task's first status past PENDING reached the status topic."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.first_progress: dict[str, float] = {}
+        self._consumer = AIOKafkaConsumer(
+            f"{prefix}.status",
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        async for record in self._consumer:
+            if record.value is None:
+                continue
+            document = orjson.loads(record.value)
+            if document.get("status") != "PENDING":
+                self.first_progress.setdefault(document["task_id"], time.time())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    """A single-node broker from the project's script, on free loopback ports."""
+    port, controller = free_port("127.0.0.1"), free_port("127.0.0.1")
+    process = subprocess.Popen(
+        [
+            str(_SCRIPT),
+            "start",
+            "--port",
+            str(port),
+            "--controller-port",
+            str(controller),
+            "--data-dir",
+            str(workdir / "kafka"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if "ready" in line:
+            return process, f"127.0.0.1:{port}"
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("the Kafka broker did not start (is Maven reachable for the jars?)")
+
+
+async def _drive(
+    url: str, key: str, bootstrap: str, prefix: str, rate: float, seconds: float, tasks: int
+) -> dict[str, Any]:
+    follower = StatusFollower(bootstrap, prefix)
+    await follower.start()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+            load = Load(session, url, key)
+            sent: dict[str, float] = {}
+            latency = await latency_phase(load, rate, seconds, sent)
+            await asyncio.sleep(1.0)
+            to_topic = [
+                (follower.first_progress[task_id] - at) * 1000
+                for task_id, at in sent.items()
+                if task_id in follower.first_progress
+            ]
+            lifecycles = await lifecycle_phase(load, tasks)
+    finally:
+        await follower.stop()
+    return {
+        "latency": latency,
+        "status_topic": {
+            "tasks_seen": len(to_topic),
+            "to_status_topic_p50_ms": percentile(to_topic, 0.5),
+            "to_status_topic_p99_ms": percentile(to_topic, 0.99),
+        },
+        "lifecycles": lifecycles,
+        "pipeline_events_per_second": lifecycles["lifecycles_per_second"] * EVENTS_PER_LIFECYCLE,
+    }
+
+
+def run_kafka_bench(
+    bootstrap: str | None, rate: float = 200.0, seconds: float = 10.0, tasks: int = 1000
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="taskledger-kafka-bench-") as directory:
+        broker = None
+        if bootstrap is None:
+            broker, bootstrap = start_broker(Path(directory))
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        event_log = f"kafka://{bootstrap}?prefix={prefix}&partitions=6"
+        try:
+            processes, url, key = start_servers(Path(directory) / "data", event_log)
+            try:
+                return asyncio.run(_drive(url, key, bootstrap, prefix, rate, seconds, tasks))
+            finally:
+                stop(processes)
+        finally:
+            if broker is not None:
+                os.killpg(broker.pid, signal.SIGTERM)
+                broker.wait(timeout=60)
