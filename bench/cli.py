@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench.report import machine, record
+from bench.report import machine, publish
 
 
 def _engine_subprocess(events: int) -> dict[str, Any]:
@@ -44,13 +44,14 @@ def engine(arguments: argparse.Namespace) -> int:
             "peak_rss_mib_1m": large["peak_rss_mib"],
             "ratio": large["peak_rss_mib"] / small["peak_rss_mib"],
         }
-    if arguments.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print(_engine_text(figures))
-    if not arguments.no_record:
-        record("engine", _engine_markdown(figures, arguments))
-    return 0
+    return publish(
+        "engine",
+        figures,
+        _engine_text(figures),
+        _engine_markdown(figures, arguments),
+        as_json=arguments.json,
+        keep=not arguments.no_record,
+    )
 
 
 def _engine_text(figures: dict[str, Any]) -> str:
@@ -117,46 +118,41 @@ def http(arguments: argparse.Namespace) -> int:
         )
     )
     latency, lifecycles, intake = figures["latency"], figures["lifecycles"], figures["intake"]
-    if arguments.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print(
-            f"machine: {figures['machine']}\n"
-            f"intake: {intake['intakes_per_second']:,.0f} requests/s\n"
-            f"full lifecycles: {lifecycles['lifecycles_per_second']:,.0f}/s "
-            f"({lifecycles['lifecycles']:,} tasks)\n"
-            f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
-            f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
-            f"{latency['to_distributed_p99_ms']:.1f} ms; to DONE p50 "
-            f"{latency['to_done_p50_ms']:.1f} ms, p99 {latency['to_done_p99_ms']:.1f} ms"
-        )
-    if not arguments.no_record:
-        record(
-            "http",
-            "\n".join(
-                [
-                    "## HTTP (embedded log; edge and processors as two processes)",
-                    "",
-                    "Command: `taskledger bench http`. The edge and the processors (with fast "
-                    "miners answering at once and the reference validator posting over HTTP) run "
-                    "as two processes on one data directory; the load comes from a third over "
-                    "loopback (aiohttp, 64 connections). Phases: open-loop latency at the offered "
-                    "rate, then lifecycles as fast as they go, then intake alone.",
-                    "",
-                    "| figure | goal | measured |",
-                    "|---|---|---|",
-                    f"| intakes/s | ≥ 2,000 | {intake['intakes_per_second']:,.0f} |",
-                    f"| full lifecycles/s (to APPROVED) | ≥ 500 | "
-                    f"{lifecycles['lifecycles_per_second']:,.0f} |",
-                    f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
-                    f"offered | < 25 ms | {latency['to_distributed_p99_ms']:.1f} ms "
-                    f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
-                    f"| intake → DONE at the same rate | | p50 {latency['to_done_p50_ms']:.1f} ms, "
-                    f"p99 {latency['to_done_p99_ms']:.1f} ms |",
-                ]
-            ),
-        )
-    return 0
+    text = (
+        f"machine: {figures['machine']}\n"
+        f"intake: {intake['intakes_per_second']:,.0f} requests/s\n"
+        f"full lifecycles: {lifecycles['lifecycles_per_second']:,.0f}/s "
+        f"({lifecycles['lifecycles']:,} tasks)\n"
+        f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
+        f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
+        f"{latency['to_distributed_p99_ms']:.1f} ms; to DONE p50 "
+        f"{latency['to_done_p50_ms']:.1f} ms, p99 {latency['to_done_p99_ms']:.1f} ms"
+    )
+    markdown = "\n".join(
+        [
+            "## HTTP (embedded log; edge and processors as two processes)",
+            "",
+            "Command: `taskledger bench http`. The edge and the processors (with fast "
+            "miners answering at once and the reference validator posting over HTTP) run "
+            "as two processes on one data directory; the load comes from a third over "
+            "loopback (aiohttp, 64 connections). Phases: open-loop latency at the offered "
+            "rate, then lifecycles as fast as they go, then intake alone.",
+            "",
+            "| figure | goal | measured |",
+            "|---|---|---|",
+            f"| intakes/s | ≥ 2,000 | {intake['intakes_per_second']:,.0f} |",
+            f"| full lifecycles/s (to APPROVED) | ≥ 500 | "
+            f"{lifecycles['lifecycles_per_second']:,.0f} |",
+            f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
+            f"offered | < 25 ms | {latency['to_distributed_p99_ms']:.1f} ms "
+            f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
+            f"| intake → DONE at the same rate | | p50 {latency['to_done_p50_ms']:.1f} ms, "
+            f"p99 {latency['to_done_p99_ms']:.1f} ms |",
+        ]
+    )
+    return publish(
+        "http", figures, text, markdown, as_json=arguments.json, keep=not arguments.no_record
+    )
 
 
 def kafka(arguments: argparse.Namespace) -> int:
@@ -172,46 +168,41 @@ def kafka(arguments: argparse.Namespace) -> int:
         )
     )
     latency, topic, lifecycles = figures["latency"], figures["status_topic"], figures["lifecycles"]
-    if arguments.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print(
-            f"machine: {figures['machine']}\n"
-            f"pipeline: {figures['pipeline_events_per_second']:,.0f} events/s "
-            f"({lifecycles['lifecycles_per_second']:,.0f} lifecycles/s)\n"
-            f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
-            f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
-            f"{latency['to_distributed_p99_ms']:.1f} ms; to the status topic p50 "
-            f"{topic['to_status_topic_p50_ms']:.1f} ms, "
-            f"p99 {topic['to_status_topic_p99_ms']:.1f} ms"
-        )
-    if not arguments.no_record:
-        broker = arguments.bootstrap or "a single-node Kafka 4.1.1 started by the command"
-        record(
-            "kafka",
-            "\n".join(
-                [
-                    "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",
-                    "",
-                    f"Command: `taskledger bench kafka`; broker: {broker}. The proxy runs with "
-                    "`TASKLEDGER_EVENT_LOG=kafka://…` in one process (fast miners, the reference "
-                    "validator over HTTP); the load and a plain aiokafka follower of the status "
-                    "topic run in another. Events/s counts 8 events per completed lifecycle.",
-                    "",
-                    "| figure | goal | measured |",
-                    "|---|---|---|",
-                    f"| events/s through the pipeline | ≥ 20,000 | "
-                    f"{figures['pipeline_events_per_second']:,.0f} |",
-                    f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
-                    f"offered | < 50 ms | {latency['to_distributed_p99_ms']:.1f} ms "
-                    f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
-                    f"| intake → status topic (first status past PENDING) | | p50 "
-                    f"{topic['to_status_topic_p50_ms']:.1f} ms, p99 "
-                    f"{topic['to_status_topic_p99_ms']:.1f} ms |",
-                ]
-            ),
-        )
-    return 0
+    text = (
+        f"machine: {figures['machine']}\n"
+        f"pipeline: {figures['pipeline_events_per_second']:,.0f} events/s "
+        f"({lifecycles['lifecycles_per_second']:,.0f} lifecycles/s)\n"
+        f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
+        f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
+        f"{latency['to_distributed_p99_ms']:.1f} ms; to the status topic p50 "
+        f"{topic['to_status_topic_p50_ms']:.1f} ms, "
+        f"p99 {topic['to_status_topic_p99_ms']:.1f} ms"
+    )
+    broker = arguments.bootstrap or "a single-node Kafka 4.1.1 started by the command"
+    markdown = "\n".join(
+        [
+            "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",
+            "",
+            f"Command: `taskledger bench kafka`; broker: {broker}. The proxy runs with "
+            "`TASKLEDGER_EVENT_LOG=kafka://…` in one process (fast miners, the reference "
+            "validator over HTTP); the load and a plain aiokafka follower of the status "
+            "topic run in another. Events/s counts 8 events per completed lifecycle.",
+            "",
+            "| figure | goal | measured |",
+            "|---|---|---|",
+            f"| events/s through the pipeline | ≥ 20,000 | "
+            f"{figures['pipeline_events_per_second']:,.0f} |",
+            f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
+            f"offered | < 50 ms | {latency['to_distributed_p99_ms']:.1f} ms "
+            f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
+            f"| intake → status topic (first status past PENDING) | | p50 "
+            f"{topic['to_status_topic_p50_ms']:.1f} ms, p99 "
+            f"{topic['to_status_topic_p99_ms']:.1f} ms |",
+        ]
+    )
+    return publish(
+        "kafka", figures, text, markdown, as_json=arguments.json, keep=not arguments.no_record
+    )
 
 
 def add_parser(commands: Any) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -37,7 +36,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from bench.report import machine, record
+from bench.report import machine, publish
 from bench.workload import EVENTS_PER_TASK, lifecycles
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler
@@ -243,13 +242,14 @@ def projections(arguments: argparse.Namespace) -> int:
                 )
         if emulator is not None:
             figures["emulator"] = emulator.figures()
-    if arguments.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        print(_text(figures))
-    if not arguments.no_record:
-        record("projections", _markdown(figures, arguments))
-    return 0
+    return publish(
+        "projections",
+        figures,
+        _text(figures),
+        _markdown(figures, arguments),
+        as_json=arguments.json,
+        keep=not arguments.no_record,
+    )
 
 
 def _mode(run: dict[str, Any]) -> str:

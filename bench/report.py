@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 _HEADER = (
     "# Benchmarks\n\nFigures written by `taskledger bench …`; "
@@ -49,3 +51,13 @@ def record(section: str, body: str, path: Path = Path("BENCHMARKS.md")) -> None:
         else text.rstrip() + "\n\n" + block + "\n"
     )
     path.write_text(text)
+
+
+def publish(
+    section: str, figures: dict[str, Any], text: str, markdown: str, *, as_json: bool, keep: bool
+) -> int:
+    """Print the figures (as text or JSON) and, when ``keep``, write their section."""
+    print(json.dumps(figures, indent=2) if as_json else text)
+    if keep:
+        record(section, markdown)
+    return 0

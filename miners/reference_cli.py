@@ -42,7 +42,8 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="evaluate one batch and stop")
 
 
-async def _until_stopped() -> None:
+async def until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +78,7 @@ async def run_miner(arguments: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        await _until_stopped()
+        await until_stopped()
     finally:
         await runner.cleanup()
         await client.close()
@@ -103,7 +104,7 @@ async def run_validator(arguments: argparse.Namespace) -> int:
             print(f"evaluated {await validator.run_once()} task(s)")
             return 0
         running = asyncio.create_task(validator.run(arguments.interval))
-        await _until_stopped()
+        await until_stopped()
         running.cancel()
     except PeerUnreachable as error:
         print(f"validator: {error}")

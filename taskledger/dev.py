@@ -39,7 +39,7 @@ def dev_api_key(settings: Settings) -> tuple[Settings, str]:
     return settings, key
 
 
-def free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from http_edge.app import create_app
+from miners.reference_cli import until_stopped
 from taskledger.system import System
-
-
-async def until_stopped() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
 
 
 async def start_edge(system: System, host: str, port: int) -> web.AppRunner:

@@ -21,11 +21,10 @@ import pytest
 from miners.reference_validator import ReferenceValidator
 from miners.work.speech import synthesize
 from projections.audit import audit_log
-from taskledger.dev import start_reference_miners
+from taskledger.dev import free_port, start_reference_miners
 from taskledger.serving import start_edge
 from taskledger.settings import Settings
 from taskledger.system import System, build_system
-from tests.support.fast_miners import free_port
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.gcs_emulator import GcsEmulator
 from tests.support.kafka_broker import KafkaBroker

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 
+from taskledger.dev import free_port
 from tests.support.dev_process import start_dev, wait_healthy
-from tests.support.fast_miners import free_port
 
 TERMINAL = {"APPROVED", "FAILED", "CANCELLED"}
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from miners.work.speech import synthesize
+from taskledger.dev import free_port
 from tests.support.dev_process import start_dev, wait_healthy
-from tests.support.fast_miners import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

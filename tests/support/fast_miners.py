@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import socket
 import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from miners.directory import MinerInfo
+from taskledger.dev import free_port
 
 Behaviour = Callable[[dict[str, Any]], Awaitable[web.Response]]
 
@@ -59,12 +59,6 @@ def slow(seconds: float) -> Behaviour:
         return await answer(payload)
 
     return behave
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +31,8 @@ from unittest import mock
 import pytest
 from google.cloud import firestore
 
+from taskledger.dev import free_port
+
 EMULATOR_DIR = Path("/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator")
 EMULATOR_SCRIPT = EMULATOR_DIR / "cloud_firestore_emulator"
 HOST = "127.0.0.1"
@@ -39,13 +40,6 @@ HOST = "127.0.0.1"
 
 class FirestoreEmulatorError(RuntimeError):
     """The emulator is missing, or did not start or stop."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class FirestoreEmulator:
@@ -68,7 +62,7 @@ class FirestoreEmulator:
                 "recipes/emulators.md); the Firestore tests cannot run without it."
             )
         workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         log_path = workdir / "firestore-emulator.log"
         started = time.monotonic()
         with log_path.open("wb") as log:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from taskledger.dev import free_port
+
 PROJECT = "taskledger-test"
 
 
@@ -34,13 +35,6 @@ def _binary() -> Path:
     if not found:
         raise RuntimeError(f"no fake-gcs-server binary under {bin_dir}")
     return found[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class GcsEmulator:
@@ -60,7 +54,7 @@ class GcsEmulator:
     def start(self, timeout: float = 15.0) -> None:
         if self._process is not None:
             raise RuntimeError("emulator already started")
-        self._port = _free_port()
+        self._port = free_port()
         address = f"127.0.0.1:{self._port}"
         # Closed in stop(): the log lives as long as the process.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
