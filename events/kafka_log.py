@@ -17,6 +17,8 @@ topic                      layout                                holds
 ``<prefix>.status``        N partitions, compacted               task status documents
 ``<prefix>.deadletter``    1 partition                           commands that could not be decoded
 ``<prefix>.checkpoints``   1 partition, compacted                consumer checkpoints, by name
+``<prefix>.replies``       1 partition, kept an hour             the command processor's answer to
+                                                                 each command, by command id
 =========================  ====================================  ===================================
 
 A task lives in partition ``murmur2(task id) mod N`` of every keyed topic; this module
@@ -132,6 +134,11 @@ class KafkaTopics:
     def checkpoints(self) -> str:
         return f"{self.prefix}.checkpoints"
 
+    @property
+    def replies(self) -> str:
+        """The command processor's answer to each command, for whoever sent it (short-lived)."""
+        return f"{self.prefix}.replies"
+
     def keyed(self) -> tuple[str, ...]:
         """The co-partitioned topics: a task has the same partition number in each."""
         return (self.events, self.heads, self.commands, self.status)
@@ -147,6 +154,7 @@ class KafkaTopics:
             NewTopic(self.status, n, 1, topic_configs=compacted),
             NewTopic(self.deadletter, 1, 1, topic_configs=forever),
             NewTopic(self.checkpoints, 1, 1, topic_configs=compacted),
+            NewTopic(self.replies, 1, 1, topic_configs={"retention.ms": str(3_600_000)}),
         ]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bittensor.http_auth import NonceStore
 
@@ -13,13 +14,20 @@ from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
 from miners.identity import Identity
-from processors.commands import CommandHandler
+from processors.command_port import TaskCommands
 from processors.evaluation import Evaluations
 from processors.intake import Intake
 from processors.pool import MinerPool
-from processors.projection_runner import StatusBroadcaster
 from processors.selection import MinerSelector
 from projections.store import ReadModelStore
+
+
+class StatusChanges(Protocol):
+    """Where a status stream hears of a task's changes: task states or status documents."""
+
+    def listen(self, task_id: str) -> asyncio.Queue[Any]: ...
+
+    def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +41,7 @@ class EdgeLimits:
 @dataclass(frozen=True)
 class EdgeContext:
     intake: Intake
-    handler: CommandHandler
+    handler: TaskCommands
     store: ReadModelStore
     log: EventLog
     evaluations: Evaluations
@@ -41,7 +49,7 @@ class EdgeContext:
     links: InputLinks
     pool: MinerPool
     selector: MinerSelector
-    broadcaster: StatusBroadcaster | None
+    broadcaster: StatusChanges | None
     identity: Identity
     nonce_store: NonceStore
     api_keys: dict[str, str]  # client name -> API key (the edge keeps only hashes)

@@ -1,9 +1,11 @@
 """A task's status as Server-Sent Events, from now until it is finished.
 
-Changes arrive from the in-process broadcaster when there is one; the read
-model is re-read every ``poll_seconds`` all the same, so a change made by
-another process (or missed while subscribing) still shows up. Only newer
-versions are sent, so each status goes out once and in order.
+Changes arrive from the context's status changes when there are any: the
+in-process broadcaster of the projection (task states), or on Kafka the status
+topic (status documents). The read model is re-read every ``poll_seconds`` all
+the same, so a change made by another process (or missed while subscribing)
+still shows up. Only newer versions are sent, so each status goes out once and
+in order.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -19,6 +21,7 @@ from aiohttp import web
 from aggregates import TERMINAL, TaskState
 from http_edge.auth import authenticate_client
 from http_edge.bodies import path_task_id
+from http_edge.context import EdgeContext
 from http_edge.keys import context_of
 from http_edge.lookup import client_task, current_state
 from projections import status_document
@@ -40,9 +43,18 @@ async def close_streams(app: web.Application) -> None:
     app[STREAMS].closing.set()
 
 
-def _status_event(state: TaskState) -> bytes:
-    data = orjson.dumps(status_document(state))
-    return b"id: %d\nevent: status\ndata: %s\n\n" % (state.version, data)
+def _document(change: TaskState | dict[str, Any]) -> dict[str, Any]:
+    return change if isinstance(change, dict) else status_document(change)
+
+
+def _status_event(document: dict[str, Any]) -> bytes:
+    data = orjson.dumps(document)
+    return b"id: %d\nevent: status\ndata: %s\n\n" % (document["version"], data)
+
+
+async def _current(context: EdgeContext, task_id: str, known: dict[str, Any]) -> dict[str, Any]:
+    state = await current_state(context, task_id)
+    return status_document(state) if state is not None else known
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -65,21 +77,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     try:
         await response.prepare(request)
-        state = await current_state(context, task_id) or state
+        document = await _current(context, task_id, status_document(state))
         sent = -1
         last_write = loop.time()
         while not settings.closing.is_set():
-            if state.version > sent:
-                await response.write(_status_event(state))
-                sent, last_write = state.version, loop.time()
-            if state.status in TERMINAL or _gone(request):
+            if document["version"] > sent:
+                await response.write(_status_event(document))
+                sent, last_write = document["version"], loop.time()
+            if document["status"] in TERMINAL or _gone(request):
                 break
             if loop.time() - last_write >= settings.heartbeat_seconds:
                 await response.write(b": keep-alive\n\n")
                 last_write = loop.time()
-            state = await _next_state(changes, settings.poll_seconds) or state
-            if state.version <= sent:
-                state = await current_state(context, task_id) or state
+            document = await _next_document(changes, settings.poll_seconds) or document
+            if document["version"] <= sent:
+                document = await _current(context, task_id, document)
     except ConnectionResetError:
         pass  # the client went away
     finally:
@@ -96,17 +108,19 @@ def _gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _next_state(changes: asyncio.Queue[TaskState] | None, timeout: float) -> TaskState | None:
-    """The newest state the broadcaster delivers within ``timeout``, if any."""
+async def _next_document(
+    changes: asyncio.Queue[Any] | None, timeout: float
+) -> dict[str, Any] | None:
+    """The newest status the changes deliver within ``timeout``, if any."""
     if changes is None:
         await asyncio.sleep(timeout)
         return None
     try:
-        newest = await asyncio.wait_for(changes.get(), timeout)
+        newest = _document(await asyncio.wait_for(changes.get(), timeout))
     except TimeoutError:
         return None
     while not changes.empty():
-        candidate = changes.get_nowait()
-        if candidate.version > newest.version:
+        candidate = _document(changes.get_nowait())
+        if candidate["version"] > newest["version"]:
             newest = candidate
     return newest

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aggregates import CheckDeadlines, DomainError
-from processors.commands import CommandHandler
+from processors.command_port import TaskCommands
 from processors.work import WorkSender
 from projections.store import ReadModelStore
 
@@ -26,7 +26,7 @@ class DeadlineKeeper:
 
     def __init__(
         self,
-        handler: CommandHandler,
+        handler: TaskCommands,
         store: ReadModelStore,
         sender: WorkSender,
         clock: Callable[[], datetime],

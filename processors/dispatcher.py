@@ -10,7 +10,7 @@ from datetime import datetime
 
 from aggregates import DistributeTask, DomainError
 from events import PRIORITY_RANK, Batch, EventLog
-from processors.commands import CommandHandler
+from processors.command_port import TaskCommands
 from processors.pool import MinerPool
 from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings
@@ -33,7 +33,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        handler: CommandHandler,
+        handler: TaskCommands,
         log_: EventLog,
         store: ReadModelStore,
         pool: MinerPool,

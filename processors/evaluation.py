@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aggregates import Evaluate, TaskState
-from processors.commands import CommandHandler
+from processors.command_port import TaskCommands
 from projections import normalised_weights
 from projections.store import ReadModelStore
 
@@ -20,7 +20,7 @@ class Evaluations:
     """
 
     def __init__(
-        self, handler: CommandHandler, store: ReadModelStore, clock: Callable[[], datetime]
+        self, handler: TaskCommands, store: ReadModelStore, clock: Callable[[], datetime]
     ) -> None:
         self._handler = handler
         self._store = store

@@ -9,7 +9,8 @@ from typing import Any
 
 from aggregates import CreateTask, TaskAlreadyExists, TaskState
 from events import Priority, TaskType
-from processors.commands import CommandHandler, new_id
+from processors.command_port import TaskCommands
+from processors.commands import new_id
 from processors.settings import ProcessorSettings
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5f8e-3f2a-4d0e-9a57-0c1b7d6e2a11")
@@ -29,7 +30,7 @@ def task_id_for(client: str, idempotency_key: str | None) -> str:
 class Intake:
     def __init__(
         self,
-        handler: CommandHandler,
+        handler: TaskCommands,
         settings: ProcessorSettings,
         clock: Callable[[], datetime],
     ) -> None:

@@ -21,8 +21,9 @@ A command the decider refuses (a DomainError) is consumed and counted, with no e
 command that cannot be decoded or sealed goes to the dead-letter topic with the reason in
 its headers, and the partition keeps flowing.
 
-Where events are appended through ``KafkaEventLog.append`` instead (the CommandHandler
-path), :class:`StatusPublisher` fills ``<prefix>.status`` from the log, at least once.
+Each command also gets a reply on ``<prefix>.replies`` in the same transaction (its
+outcome or its refusal): :class:`~processors.command_bus.KafkaCommandBus` waits for it, so
+the HTTP edge and the other processors run commands here as if they decided them locally.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import logging
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +51,14 @@ from aggregates import (
     DistributeTask,
     DomainError,
     Evaluate,
+    InvalidCommand,
     RecordFailure,
     RecordResponse,
     TaskState,
     decide,
-    evolve,
     fold,
 )
-from events import GENESIS_HASH, Envelope, canonical, parse_time, payload_of
+from events import GENESIS_HASH, Envelope, canonical
 from events.codec import decode
 from events.kafka_log import (
     DEFAULT_PARTITIONS,
@@ -69,6 +70,7 @@ from events.kafka_log import (
     TransactionFailed,
     WriterFenced,
 )
+from processors.command_replies import CommandReply
 from processors.commands import new_id, seal_events
 from projections.status_document import status_document
 
@@ -92,6 +94,14 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 }
 
 
+# Whoever owns this partition of the commands also runs the processors that run once in a
+# deployment (dispatcher, deadline keeper, retention, projections). Ownership moves on a
+# rebalance or a crash and the new owner resumes from their checkpoints. Should two leaders
+# overlap for a moment, their commands are still decided by each task's single owner, so
+# none is applied twice (a miner may be sent the same work twice, as after any restart).
+LEADER_PARTITION = 0
+
+
 class PoisonCommand(ValueError):
     """A record on the commands topic that is not a command this processor can run."""
 
@@ -105,6 +115,7 @@ class CommandMessage:
     actor: str
     command: Command
     correlation_id: str | None = None
+    causation_id: str | None = None
 
     def encode(self) -> bytes:
         name = type(self.command).__name__
@@ -114,6 +125,7 @@ class CommandMessage:
                 "task_id": self.task_id,
                 "actor": self.actor,
                 "correlation_id": self.correlation_id,
+                "causation_id": self.causation_id,
                 "type": name,
                 "command": _ADAPTERS[name].dump_python(self.command, mode="json"),
             }
@@ -135,6 +147,7 @@ class CommandMessage:
                 actor=str(fields["actor"]),
                 command=command,
                 correlation_id=fields.get("correlation_id"),
+                causation_id=fields.get("causation_id"),
             )
         except PoisonCommand:
             raise
@@ -233,8 +246,12 @@ class KafkaCommandProcessor:
         ids: Callable[[], str] = new_id,
         recovery_seconds: float = 120.0,
         session_timeout_ms: int = 6_000,
+        on_leadership: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         self.log = log
+        # The owner of partition 0 is the leader (see ``LEADER_PARTITION``).
+        self._on_leadership = on_leadership
+        self.leading = False
         self.group_id = group_id or f"{log.topics.prefix}.processor"
         self.stats = ProcessorStats()
         self._batch_size = batch_size
@@ -280,6 +297,7 @@ class KafkaCommandProcessor:
                     await self._process(tp, records)
         finally:
             async with self._lock:
+                await self._lead(False)
                 for writer in self._writers.values():
                     await writer.stop()
                 self._writers.clear()
@@ -298,6 +316,16 @@ class KafkaCommandProcessor:
                     # Taken again at its next poll (see _process).
                     logger.warning("partition %d: not taken yet (%r)", tp.partition, error)
             logger.info("owning partitions %s", sorted(self._writers))
+            await self._lead(LEADER_PARTITION in self._writers)
+
+    async def _lead(self, leading: bool) -> None:
+        """Tell the process whether it leads now: it owns (and fenced for) partition 0."""
+        if leading == self.leading:
+            return
+        self.leading = leading
+        logger.info("leading: %s", leading)
+        if self._on_leadership is not None:
+            await self._on_leadership(leading)
 
     async def _take(self, tp: TopicPartition) -> None:
         partition = tp.partition
@@ -335,6 +363,7 @@ class KafkaCommandProcessor:
                     await writer.stop()
                 self._known.pop(tp.partition, None)
                 self._next.pop(tp.partition, None)
+            await self._lead(LEADER_PARTITION in self._writers)
 
     # -- processing -----------------------------------------------------------------------
 
@@ -346,6 +375,7 @@ class KafkaCommandProcessor:
                     # Its start failed during the rebalance: try again.
                     with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
                         await self._take(tp)
+                    await self._lead(LEADER_PARTITION in self._writers)
                 return  # else revoked meanwhile
             records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
             if not records:
@@ -369,6 +399,7 @@ class KafkaCommandProcessor:
                     self._writers.pop(tp.partition, None)
                     self._fenced.add(tp.partition)
                     await writer.stop()
+                    await self._lead(LEADER_PARTITION in self._writers)
                     return
                 if all(outcome is None for outcome in outcomes):
                     self._remember(tp.partition, plan.states)
@@ -398,6 +429,7 @@ class KafkaCommandProcessor:
             except WriterFenced:
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
+                await self._lead(LEADER_PARTITION in self._writers)
                 return
             except (KafkaError, LogUnavailable, TimeoutError) as error:
                 if time.monotonic() > deadline:
@@ -409,6 +441,7 @@ class KafkaCommandProcessor:
         plan = _Plan()
         topics = self.log.topics
         for record in records:
+            message: CommandMessage | None = None
             try:
                 message = CommandMessage.decode(record.value)
                 if self.log.partition_of(message.task_id) != partition:
@@ -421,16 +454,22 @@ class KafkaCommandProcessor:
                 except DomainError as refused:
                     logger.info("command %s refused: %s", message.command_id, refused)
                     plan.rejected += 1
+                    plan.records.append(self._reply(message, error=refused))
                     continue
                 if not decided:
+                    plan.records.append(self._reply(message, known.state))
                     continue
                 state, sealed = self._seal(known, message, decided)
             except PoisonCommand as poison:
                 plan.poisoned += 1
                 plan.records.append(self._dead_letter(record, str(poison)))
+                if message is not None:
+                    refusal = InvalidCommand(str(poison))
+                    plan.records.append(self._reply(message, error=refusal))
                 continue
             plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
             plan.states[message.task_id] = _Known(state, sealed[-1].hash)
+            plan.records.append(self._reply(message, state, sealed))
         for task_id, known in plan.states.items():
             plan.records.append(
                 OutRecord(
@@ -441,6 +480,18 @@ class KafkaCommandProcessor:
                 )
             )
         return plan
+
+    def _reply(
+        self,
+        message: CommandMessage,
+        state: TaskState | None = None,
+        events: Sequence[Envelope] = (),
+        *,
+        error: DomainError | None = None,
+    ) -> OutRecord:
+        """The answer to ``message`` for whoever sent it, in the same transaction."""
+        reply = CommandReply(message.command_id, state, tuple(events), error)
+        return OutRecord(self.log.topics.replies, reply.command_id.encode(), reply.encode(), 0)
 
     def _seal(
         self, known: _Known, message: CommandMessage, decided: Sequence[Any]
@@ -454,7 +505,7 @@ class KafkaCommandProcessor:
                 at=message.command.now,
                 actor=message.actor,
                 ids=self._ids,
-                causation_id=message.command_id,
+                causation_id=message.causation_id or message.command_id,
                 correlation_id=message.correlation_id,
             )
         except (ValueError, TypeError) as error:
@@ -486,72 +537,6 @@ class KafkaCommandProcessor:
             cache.move_to_end(task_id)
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
-
-
-class StatusPublisher:
-    """Publishes status documents for events appended by other means (``log.append``).
-
-    The command processor publishes status in its own transactions; a process that
-    appends through the CommandHandler instead (``taskledger serve`` with a Kafka log) runs
-    this projection so ``<prefix>.status`` is filled all the same. It follows the log from
-    its checkpoint and is at-least-once: after a restart it may publish a document again,
-    with the same ``version``, which followers skip.
-    """
-
-    CONSUMER = "status-publisher"
-
-    def __init__(self, log: KafkaEventLog, *, cache_size: int = 20_000) -> None:
-        self.log = log
-        self.published = 0
-        self._cache: OrderedDict[str, TaskState] = OrderedDict()
-        self._cache_size = cache_size
-        self._producer: Any = None
-
-    async def run(self) -> None:
-        await self.log.start()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.log.bootstrap,
-            client_id=f"{self.log.topics.prefix}-status",
-            enable_idempotence=True,
-            acks="all",
-        )
-        await self._producer.start()
-        try:
-            checkpoint = await self.log.load_checkpoint(self.CONSUMER)
-            async for batch in self.log.subscribe(after=checkpoint, batch_size=500):
-                await self._publish(batch.events)
-                await self.log.save_checkpoint(self.CONSUMER, batch.checkpoint)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer.stop(), 15)
-
-    async def _publish(self, events: Sequence[Envelope]) -> None:
-        changed: dict[str, TaskState] = {}
-        for envelope in events:
-            state = changed.get(envelope.task_id) or self._cache.get(envelope.task_id)
-            if state is None or state.version != envelope.sequence - 1:
-                stream = await self.log.read_stream(envelope.task_id)
-                state = fold(envelope.task_id, stream[: envelope.sequence - 1])
-            changed[envelope.task_id] = evolve(
-                state, payload_of(envelope), parse_time(envelope.occurred_at)
-            )
-        topics = self.log.topics
-        sent = [
-            await self._producer.send(
-                topics.status,
-                value=canonical(status_document(state)),
-                key=task_id.encode(),
-                partition=self.log.partition_of(task_id),
-            )
-            for task_id, state in changed.items()
-        ]
-        await asyncio.gather(*sent)
-        self.published += len(sent)
-        for task_id, state in changed.items():
-            self._cache[task_id] = state
-            self._cache.move_to_end(task_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
 
 async def run_processor(

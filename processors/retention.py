@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from aggregates import ArchiveTask, DomainError
 from blobs.port import BlobStore
-from processors.commands import CommandHandler
+from processors.command_port import TaskCommands
 from projections.store import ReadModelStore
 from projections.task_blobs import task_blobs
 
@@ -20,7 +20,7 @@ NAME = "retention"
 class Retention:
     def __init__(
         self,
-        handler: CommandHandler,
+        handler: TaskCommands,
         store: ReadModelStore,
         blobs: BlobStore,
         keep_for: timedelta,

@@ -15,7 +15,8 @@ from blobs.port import BlobStore
 from events import MinerAssigned, MinerAssignment, TaskDistributed, format_time, payload_of
 from miners.client import Accepted, Answered, MinerReply, Refused
 from miners.directory import MinerInfo
-from processors.commands import CommandHandler, Outcome
+from processors.command_port import TaskCommands
+from processors.commands import Outcome
 from processors.pool import MinerPool
 from processors.results import InvalidResult, normalise_result
 from processors.selection import MinerSelector
@@ -42,7 +43,7 @@ def new_assignments(outcome: Outcome) -> list[MinerAssignment]:
 class WorkSender:
     def __init__(
         self,
-        handler: CommandHandler,
+        handler: TaskCommands,
         client: WorkClient,
         pool: MinerPool,
         selector: MinerSelector,

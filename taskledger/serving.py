@@ -32,10 +32,7 @@ async def serve_until_stopped(
 ) -> None:
     runner = None
     try:
-        if processors:
-            await system.start()
-        else:
-            await system.pool.refresh()
+        await system.start(edge=edge, processors=processors)
         if edge:
             runner = await start_edge(system, system.settings.host, system.settings.port)
         if on_ready is not None:

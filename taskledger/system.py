@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,18 +27,21 @@ from miners.directory import (
     load_miners_file,
 )
 from miners.identity import Identity
+from processors.command_bus import KafkaCommandBus
+from processors.command_port import TaskCommands
 from processors.commands import CommandHandler, utc_now
 from processors.deadlines import DeadlineKeeper
 from processors.dispatcher import Dispatcher
 from processors.evaluation import Evaluations
 from processors.intake import Intake
-from processors.kafka_runtime import StatusPublisher
+from processors.kafka_runtime import KafkaCommandProcessor
 from processors.pool import MinerPool
 from processors.projection_runner import ProjectionRunner, StatusBroadcaster
 from processors.retention import Retention
 from processors.runtime import Runtime
 from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings
+from processors.status_topic import StatusTopicFeed
 from processors.work import WorkSender
 from projections import Projector
 from projections.store import ReadModelStore
@@ -45,14 +50,25 @@ from taskledger.settings import Settings
 
 
 def link_secret(settings: Settings) -> bytes:
-    """The secret behind miners' input links: configured, or made once per data dir."""
+    """The secret behind miners' input links: configured, or made once per data dir.
+
+    Processes sharing a data dir must agree on it even when they start together: the
+    file appears whole or not at all (a hard link), and whoever loses the race reads it.
+    """
     if settings.link_secret:
         return settings.link_secret.encode()
     path = settings.data_dir / "link-secret"
     if not path.exists():
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        draft = path.with_name(f".link-secret.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 
@@ -91,7 +107,7 @@ class System:
     log: EventLog
     store: ReadModelStore
     blobs: BlobStore
-    handler: CommandHandler
+    handler: TaskCommands
     pool: MinerPool
     selector: MinerSelector
     client: MinerClient
@@ -104,6 +120,15 @@ class System:
     clock: Callable[[], datetime]
     runtime: Runtime = field(default_factory=Runtime)
     projection_runner: ProjectionRunner | None = None
+    # On Kafka: where SSE streams hear of changes (the status topic), and the processors
+    # that run on the leading process only, while it leads.
+    status_feed: StatusTopicFeed | None = None
+    leader_runtime: Runtime | None = None
+    _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def on_kafka(self) -> bool:
+        return isinstance(self.log, KafkaEventLog)
 
     def edge_context(self) -> EdgeContext:
         return EdgeContext(
@@ -116,7 +141,7 @@ class System:
             links=self.links,
             pool=self.pool,
             selector=self.selector,
-            broadcaster=self.broadcaster,
+            broadcaster=self.status_feed or self.broadcaster,
             identity=self.identity,
             nonce_store=self.nonce_store,
             api_keys=dict(self.settings.api_keys),
@@ -131,7 +156,10 @@ class System:
         )
 
     async def processor_figures(self) -> dict[str, Any]:
-        figures: dict[str, Any] = {"restarts": self.runtime.failures()}
+        failures = self.runtime.failures()
+        if self.leader_runtime is not None:
+            failures |= self.leader_runtime.failures()
+        figures: dict[str, Any] = {"restarts": failures}
         head = getattr(self.log, "head_position", None)
         if head is not None and self.projection_runner is not None:
             figures["projection_lag_events"] = max(
@@ -140,7 +168,16 @@ class System:
         return figures
 
     def add_processors(self) -> None:
-        """Register the dispatcher, deadline keeper, projections and retention."""
+        """Register the processors: all in this runtime on the embedded log; on Kafka, the
+        command processor here and the rest on whichever process leads (see ``_lead``)."""
+        if isinstance(self.log, KafkaEventLog):
+            processor = KafkaCommandProcessor(self.log, on_leadership=self._lead)
+            self.runtime.consumer("command-processor", processor.run)
+        else:
+            self._register_processors(self.runtime)
+
+    def _register_processors(self, runtime: Runtime) -> None:
+        """The dispatcher, deadline keeper, projections and retention, built afresh."""
         settings = processor_settings(self.settings)
         self.projection_runner = ProjectionRunner(self.log, Projector(self.store), self.broadcaster)
         dispatcher = Dispatcher(
@@ -161,23 +198,40 @@ class System:
             timedelta(seconds=settings.retention_seconds),
             self.clock,
         )
-        self.runtime.consumer("projections", self.projection_runner.run)
-        self.runtime.consumer("dispatcher", dispatcher.run)
-        self.runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
-        self.runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
-        self.runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
-        if isinstance(self.log, KafkaEventLog):
-            # On Kafka, anyone may follow task status on the compacted status topic.
-            self.runtime.consumer("status-publisher", StatusPublisher(self.log).run)
+        runtime.consumer("projections", self.projection_runner.run)
+        runtime.consumer("dispatcher", dispatcher.run)
+        runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
+        runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
+        runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
 
-    async def start(self) -> None:
+    async def _lead(self, leading: bool) -> None:
+        async with self._leader_lock:
+            if leading and self.leader_runtime is None:
+                runtime = Runtime()
+                self._register_processors(runtime)
+                await runtime.start()
+                self.leader_runtime = runtime
+            elif not leading and self.leader_runtime is not None:
+                runtime, self.leader_runtime = self.leader_runtime, None
+                await runtime.stop()
+
+    async def start(self, *, edge: bool = True, processors: bool = True) -> None:
         await self.pool.refresh()
-        await self.runtime.start()
+        if edge and self.status_feed is not None:
+            await self.status_feed.start()
+        if processors:
+            await self.runtime.start()
 
     async def close(self) -> None:
         await self.runtime.stop()
+        await self._lead(False)
         await self.sender.drain()
         await self.client.close()
+        if self.status_feed is not None:
+            await self.status_feed.close()
+        close_handler = getattr(self.handler, "close", None)
+        if close_handler is not None:
+            await close_handler()
         await self.log.close()
         await self.store.close()
         await self.blobs.close()
@@ -200,7 +254,10 @@ def build_system(
     log = open_event_log(settings)
     store = open_read_models(settings)
     blobs = open_blobs(settings)
-    handler = CommandHandler(log)
+    # On Kafka a task changes only in its partition owner's transaction: commands go there.
+    handler: TaskCommands = (
+        KafkaCommandBus(log) if isinstance(log, KafkaEventLog) else (CommandHandler(log))
+    )
     directory = miner_directory(settings, extra_miners, extra_validators)
     proc_settings = processor_settings(settings)
     pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
@@ -227,6 +284,7 @@ def build_system(
         links=links,
         nonce_store=SqliteNonceStore(settings.data_dir / "nonces.db"),
         clock=clock,
+        status_feed=StatusTopicFeed(log) if isinstance(log, KafkaEventLog) else None,
     )
     if with_processors:
         system.add_processors()

@@ -1,0 +1,153 @@
+"""Commands sent to the Kafka command processors, answered through ``<prefix>.replies``.
+
+On Kafka, a task changes only in the transaction of the processor that owns its partition
+(:class:`~processors.kafka_runtime.KafkaCommandProcessor`). Every other part of taskledger —
+the HTTP edge, the dispatcher, the deadline keeper, retention — runs its commands through
+this bus, which has the command handler's shape (``load``, ``execute``): ``execute`` puts
+the command on ``<prefix>.commands`` in its task's partition and waits for the reply that
+the processor commits together with the events. A refusal comes back as the same domain
+error a local handler would raise, so callers cannot tell the two apart.
+
+The bus follows the replies topic from its end as it was when the bus started, and picks
+out its own command ids; any number of processes may send commands at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from aggregates import Command, TaskState, fold
+from events.kafka_log import KafkaEventLog, LogUnavailable
+from processors.command_replies import CommandReply
+from processors.commands import Outcome, new_id
+from processors.kafka_runtime import CommandMessage
+
+logger = logging.getLogger(__name__)
+
+
+class NoReply(LogUnavailable):
+    """No command processor answered in time (the command may still be decided later)."""
+
+
+class KafkaCommandBus:
+    def __init__(self, log: KafkaEventLog, *, reply_timeout: float = 30.0) -> None:
+        self.log = log
+        self.reply_timeout = reply_timeout
+        self._producer: Any = None
+        self._replies: Any = None
+        self._follower: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._start_lock = asyncio.Lock()
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.log.start()
+            topics = self.log.topics
+            replies = AIOKafkaConsumer(
+                bootstrap_servers=self.log.bootstrap,
+                client_id=f"{topics.prefix}-replies",
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed",
+                fetch_max_wait_ms=20,
+            )
+            await replies.start()
+            tp = TopicPartition(topics.replies, 0)
+            replies.assign([tp])
+            await replies.seek_to_end(tp)
+            await replies.position(tp)  # resolved now: no reply to a later command is missed
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.log.bootstrap,
+                client_id=f"{topics.prefix}-commands",
+                enable_idempotence=True,
+                acks="all",
+            )
+            await producer.start()
+            self._replies, self._producer = replies, producer
+            self._follower = asyncio.create_task(self._follow(), name="command-replies")
+            self._started = True
+
+    async def close(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        for client in (self._producer, self._replies):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.stop(), 10)
+        self._producer = self._replies = None
+        self._started = False
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(NoReply("the command bus closed before the reply came"))
+        self._waiting.clear()
+
+    async def load(self, task_id: str) -> TaskState:
+        return fold(task_id, await self.log.read_stream(task_id))
+
+    async def execute(
+        self,
+        task_id: str,
+        command: Command,
+        *,
+        actor: str,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Outcome:
+        await self.start()
+        message = CommandMessage(
+            new_id(), task_id, actor, command, correlation_id, causation_id=causation_id
+        )
+        future: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
+        self._waiting[message.command_id] = future
+        try:
+            await self._producer.send_and_wait(
+                self.log.topics.commands,
+                value=message.encode(),
+                key=task_id.encode(),
+                partition=self.log.partition_of(task_id),
+            )
+            try:
+                reply = await asyncio.wait_for(future, self.reply_timeout)
+            except TimeoutError:
+                raise NoReply(
+                    f"no command processor answered command {message.command_id} "
+                    f"for task {task_id} within {self.reply_timeout:g}s"
+                ) from None
+        finally:
+            self._waiting.pop(message.command_id, None)
+        if reply.error is not None:
+            raise reply.error
+        assert reply.state is not None
+        return Outcome(reply.state, reply.events)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                fetched = await self._replies.getmany(timeout_ms=200, max_records=2000)
+            except KafkaError as error:  # the broker is away: the consumer reconnects
+                logger.warning("reading replies: %r", error)
+                await asyncio.sleep(0.5)
+                continue
+            for records in fetched.values():
+                for record in records:
+                    future = self._waiting.get(record.key.decode()) if record.key else None
+                    if future is None or future.done():
+                        continue
+                    try:
+                        future.set_result(CommandReply.decode(record.value))
+                    except (ValueError, TypeError, KeyError) as error:
+                        logger.error("undecodable reply %s: %r", record.key, error)

@@ -1,0 +1,98 @@
+"""Task status as it reaches ``<prefix>.status``, fanned out to this process's listeners.
+
+On Kafka the command processors publish each changed task's status document in the same
+transaction as its events; an HTTP edge follows the topic (from its end as of start) and
+hands each document to whoever listens for that task — the SSE streams. Documents of tasks
+nobody listens to are skipped without being decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from events.kafka_log import KafkaEventLog
+
+logger = logging.getLogger(__name__)
+
+
+class StatusTopicFeed:
+    def __init__(self, log: KafkaEventLog) -> None:
+        self.log = log
+        self._listeners: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def listen(self, task_id: str) -> asyncio.Queue[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._listeners[task_id].add(queue)
+        return queue
+
+    def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None:
+        listeners = self._listeners.get(task_id)
+        if listeners is not None:
+            listeners.discard(queue)
+            if not listeners:
+                del self._listeners[task_id]
+
+    async def start(self) -> None:
+        await self.log.start()
+        topics = self.log.topics
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.log.bootstrap,
+            client_id=f"{topics.prefix}-status-feed",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        tps = [TopicPartition(topics.status, p) for p in range(topics.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(), name="status-feed")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._consumer.stop(), 10)
+            self._consumer = None
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                fetched = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            except KafkaError as error:
+                logger.warning("reading %s: %r", self.log.topics.status, error)
+                await asyncio.sleep(0.5)
+                continue
+            for records in fetched.values():
+                for record in records:
+                    self._deliver(record.key, record.value)
+
+    def _deliver(self, key: bytes | None, value: bytes | None) -> None:
+        listeners = self._listeners.get(key.decode()) if key else None
+        if not listeners or value is None:
+            return
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            logger.error("an undecodable status document for %s", key)
+            return
+        for queue in listeners:
+            queue.put_nowait(document)
