@@ -293,8 +293,17 @@ class KafkaCommandProcessor:
         try:
             while not self._stopping.is_set():
                 fetched = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
-                for tp, records in fetched.items():
-                    await self._process(tp, records)
+                if fetched:
+                    # Partitions have their own writers: their transactions run side by side.
+                    # A rebalance waits for the lock, so never for half a poll.
+                    async with self._lock:
+                        done = await asyncio.gather(
+                            *(self._process(tp, records) for tp, records in fetched.items()),
+                            return_exceptions=True,
+                        )
+                    for failure in done:
+                        if isinstance(failure, BaseException):
+                            raise failure
         finally:
             async with self._lock:
                 await self._lead(False)
@@ -368,52 +377,52 @@ class KafkaCommandProcessor:
     # -- processing -----------------------------------------------------------------------
 
     async def _process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
-        async with self._lock:
-            writer = self._writers.get(tp.partition)
-            if writer is None:
-                if tp.partition not in self._fenced and tp in self._consumer.assignment():
-                    # Its start failed during the rebalance: try again.
-                    with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
-                        await self._take(tp)
-                    await self._lead(LEADER_PARTITION in self._writers)
-                return  # else revoked meanwhile
-            records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
-            if not records:
+        """One partition's share of a poll, as one transaction (the caller holds the lock)."""
+        writer = self._writers.get(tp.partition)
+        if writer is None:
+            if tp.partition not in self._fenced and tp in self._consumer.assignment():
+                # Its start failed during the rebalance: try again.
+                with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
+                    await self._take(tp)
+                await self._lead(LEADER_PARTITION in self._writers)
+            return  # else revoked meanwhile
+        records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
+        if not records:
+            return
+        offsets = {tp: records[-1].offset + 1}
+        for attempt in range(2):
+            plan = await self._plan(tp.partition, records)
+            try:
+                outcomes = await writer.commit(
+                    plan.appends,
+                    records=plan.records,
+                    offsets=offsets,
+                    group_id=self.group_id,
+                    all_or_nothing=True,
+                )
+            except TransactionFailed as failed:
+                await self._recover(tp, writer, failed)
                 return
-            offsets = {tp: records[-1].offset + 1}
-            for attempt in range(2):
-                plan = await self._plan(tp.partition, records)
-                try:
-                    outcomes = await writer.commit(
-                        plan.appends,
-                        records=plan.records,
-                        offsets=offsets,
-                        group_id=self.group_id,
-                        all_or_nothing=True,
-                    )
-                except TransactionFailed as failed:
-                    await self._recover(tp, writer, failed)
-                    return
-                except WriterFenced:
-                    logger.warning("partition %d: fenced by a newer owner", tp.partition)
-                    self._writers.pop(tp.partition, None)
-                    self._fenced.add(tp.partition)
-                    await writer.stop()
-                    await self._lead(LEADER_PARTITION in self._writers)
-                    return
-                if all(outcome is None for outcome in outcomes):
-                    self._remember(tp.partition, plan.states)
-                    self._next[tp.partition] = offsets[tp]
-                    self.stats.commands += len(records)
-                    self.stats.transactions += 1
-                    self.stats.rejected += plan.rejected
-                    self.stats.dead_lettered += plan.poisoned
-                    return
-                # The writer's heads disagree with what was decided on: decide again.
-                logger.warning("partition %d: stale state (%s)", tp.partition, outcomes)
-                self._known[tp.partition] = OrderedDict()
-                if attempt:
-                    raise next(o for o in outcomes if o is not None)
+            except WriterFenced:
+                logger.warning("partition %d: fenced by a newer owner", tp.partition)
+                self._writers.pop(tp.partition, None)
+                self._fenced.add(tp.partition)
+                await writer.stop()
+                await self._lead(LEADER_PARTITION in self._writers)
+                return
+            if all(outcome is None for outcome in outcomes):
+                self._remember(tp.partition, plan.states)
+                self._next[tp.partition] = offsets[tp]
+                self.stats.commands += len(records)
+                self.stats.transactions += 1
+                self.stats.rejected += plan.rejected
+                self.stats.dead_lettered += plan.poisoned
+                return
+            # The writer's heads disagree with what was decided on: decide again.
+            logger.warning("partition %d: stale state (%s)", tp.partition, outcomes)
+            self._known[tp.partition] = OrderedDict()
+            if attempt:
+                raise next(o for o in outcomes if o is not None)
 
     async def _recover(self, tp: TopicPartition, writer: StreamWriter, failed: Exception) -> None:
         """After a failed or unknown transaction: new producer, heads and offset re-read."""
