@@ -93,13 +93,20 @@ class TaskState(NamedTuple):
         return min(moments) if moments else None
 
 
+_SLOT_FIELD = {name: index for index, name in enumerate(MinerSlot._fields)}
+
+
 def _settle(
     state: TaskState, hotkey: str, event_type: str, **changes: Any
 ) -> tuple[MinerSlot, ...]:
     slots = list(state.miners)
     for index, slot in enumerate(slots):
         if slot.hotkey == hotkey:
-            slots[index] = slot._replace(state=next_miner_state(slot.state, event_type), **changes)
+            values = list(slot)  # as slot._replace(state=..., **changes), by place
+            values[_SLOT_FIELD["state"]] = next_miner_state(slot.state, event_type)
+            for name, value in changes.items():
+                values[_SLOT_FIELD[name]] = value
+            slots[index] = MinerSlot._make(values)
             return tuple(slots)
     raise MinerNotAssigned(f"miner {hotkey} is not assigned to task {state.task_id}")
 
@@ -158,12 +165,20 @@ def _changes(state: TaskState, event: Event, at: datetime) -> dict[str, Any]:
     return {}
 
 
+_FIELD = {name: index for index, name in enumerate(TaskState._fields)}
+_STATUS, _VERSION, _UPDATED_AT = _FIELD["status"], _FIELD["version"], _FIELD["updated_at"]
+
+
 def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
     """Apply one event. Raises IllegalTransition for an event the table does not allow."""
-    status = next_status(state.status, event.TYPE)
-    return state._replace(
-        status=status, version=state.version + 1, updated_at=at, **_changes(state, event, at)
-    )
+    values = list(state)
+    values[_STATUS] = next_status(state.status, event.TYPE)
+    values[_VERSION] = state.version + 1
+    values[_UPDATED_AT] = at
+    # NamedTuple._replace looks every field up by name; this is the same, by place.
+    for name, value in _changes(state, event, at).items():
+        values[_FIELD[name]] = value
+    return TaskState._make(values)
 
 
 def fold(task_id: str, envelopes: Iterable[Envelope]) -> TaskState:

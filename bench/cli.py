@@ -39,10 +39,13 @@ def engine(arguments: argparse.Namespace) -> int:
     if arguments.memory:
         small = _engine_subprocess(100_000)
         large = _engine_subprocess(1_000_000)
+        # Both processes count: the command path and the projection following the log.
+        small_total = small["peak_rss_mib"] + small["projection_peak_rss_mib"]
+        large_total = large["peak_rss_mib"] + large["projection_peak_rss_mib"]
         figures["memory"] = {
-            "peak_rss_mib_100k": small["peak_rss_mib"],
-            "peak_rss_mib_1m": large["peak_rss_mib"],
-            "ratio": large["peak_rss_mib"] / small["peak_rss_mib"],
+            "peak_rss_mib_100k": small_total,
+            "peak_rss_mib_1m": large_total,
+            "ratio": large_total / small_total,
         }
     return publish(
         "engine",
@@ -61,7 +64,8 @@ def _engine_text(figures: dict[str, Any]) -> str:
         f"taskledger: {ours['events']:,} events appended and projected in {ours['seconds']:.2f}s "
         f"= {ours['events_per_second']:,.0f} events/s",
         f"audit: {ours['audit_events_per_second']:,.0f} events/s",
-        f"peak memory: {ours['peak_rss_mib']:.0f} MiB",
+        f"peak memory: {ours['peak_rss_mib']:.0f} MiB commands, "
+        f"{ours['projection_peak_rss_mib']:.0f} MiB projection",
         f"eventsourcing (SQLite, append only): {theirs['events_per_second']:,.0f} events/s",
         f"speed-up: {figures['speedup_vs_eventsourcing']:.1f}x",
     ]
@@ -83,9 +87,12 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
         "## Engine (embedded SQLite log)",
         "",
         f"Command: `{command}`. Workload: whole lifecycles of 8 events with 3 miners each "
-        "(create, distribute, 3 responses, completion, evaluation, approval), each command "
-        "decided, sealed into the hash chain and appended, while the projection folds the "
-        "log into the SQLite read models; the clock stops when the projection has caught up.",
+        "(create, distribute, 3 responses, completion, evaluation, approval); each step of "
+        "1,000 lifecycles in flight is one batch of commands (`CommandHandler.execute_many`): "
+        "decided, sealed into the hash chain and appended in one durable group commit "
+        "(`synchronous=FULL`). The projection runs in a process of its own, following the "
+        "log file and folding it into the SQLite read models; the clock stops when its "
+        "committed checkpoint reaches the last event. The log is then audited.",
         "",
         "| figure | goal | measured |",
         "|---|---|---|",
@@ -94,7 +101,8 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
         f"| vs `eventsourcing` SQLite (append only, {theirs['events']:,} events: "
         f"{theirs['events_per_second']:,.0f} events/s) | ≥ 5x | "
         f"{figures['speedup_vs_eventsourcing']:.1f}x |",
-        f"| peak memory ({ours['events']:,} events) | | {ours['peak_rss_mib']:.0f} MiB |",
+        f"| peak memory ({ours['events']:,} events): commands + projection | | "
+        f"{ours['peak_rss_mib']:.0f} + {ours['projection_peak_rss_mib']:.0f} MiB |",
     ]
     if "memory" in figures:
         memory = figures["memory"]

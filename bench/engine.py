@@ -1,9 +1,11 @@
 """`taskledger bench engine`: append and project whole lifecycles on the embedded log.
 
-Each lifecycle goes through the real command path (decide, seal with the hash
-chain, append with optimistic concurrency and group commit) while the
-projection runner folds the log into the SQLite read models. Time stops when
-the projection has caught up with the last event.
+Each lifecycle goes through the real command path: commands are decided,
+sealed with the hash chain and appended with optimistic concurrency, many
+tasks' commands per append (``CommandHandler.execute_many``), while the
+projection runner in a process of its own follows the log file and folds it
+into the SQLite read models. Time stops when the projection's committed
+checkpoint has reached the last event.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pathlib import Path
 
 from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
-from processors.projection_runner import ProjectionRunner, StatusBroadcaster
-from projections import Projector
+from processors.commands import CommandHandler, CommandRequest
+from processors.projection_runner import ProjectionProcess
+from projections import CONSUMER
 from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
 
@@ -33,35 +35,56 @@ class EngineFigures:
     audit_seconds: float
     audit_events_per_second: float
     peak_rss_mib: float
+    projection_peak_rss_mib: float
 
 
-async def _run_lifecycles(handler: CommandHandler, first: int, count: int) -> None:
-    for index in range(first, first + count):
-        flow = lifecycle(index)
-        for command in flow.commands:
-            await handler.execute(flow.task_id, command, actor="bench")
+async def _run_lifecycles(handler: CommandHandler, first: int, count: int, wave: int) -> None:
+    """Lifecycles ``wave`` at a time: each step of the wave's tasks is one batch of commands."""
+    for start in range(first, first + count, wave):
+        # Each lifecycle reads the clock for its own times, as separate requests would.
+        flows = [lifecycle(index) for index in range(start, min(start + wave, first + count))]
+        for step in range(len(flows[0].commands)):
+            requests = [CommandRequest(f.task_id, f.commands[step], "bench") for f in flows]
+            for result in await handler.execute_many(requests):
+                if isinstance(result, Exception):
+                    raise result
 
 
-async def run_engine(tasks: int, directory: Path, concurrency: int = 400) -> EngineFigures:
-    log = SqliteEventLog(directory / "events.db")
-    store = SqliteReadModelStore(directory / "readmodels.db")
-    handler = CommandHandler(log, cache_size=concurrency * 4)
-    runner = ProjectionRunner(log, Projector(store), StatusBroadcaster())
-    started = time.perf_counter()
-    projecting = asyncio.create_task(runner.run())
-    per_worker, extra = divmod(tasks, concurrency)
-    workers = []
-    first = 0
-    for worker in range(concurrency):
-        count = per_worker + (1 if worker < extra else 0)
-        workers.append(_run_lifecycles(handler, first, count))
-        first += count
-    await asyncio.gather(*workers)
-    head = await log.head_position()
-    while runner.position < head:
-        await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - started
-    projecting.cancel()
+async def _projected(store: SqliteReadModelStore) -> int:
+    checkpoint = await store.checkpoint(CONSUMER)
+    return int(checkpoint) if checkpoint else 0
+
+
+async def run_engine(
+    tasks: int, directory: Path, concurrency: int = 4, wave: int = 250
+) -> EngineFigures:
+    """``concurrency`` writers, each with ``wave`` lifecycles in flight (1,000 in all)."""
+    log_path, store_path = directory / "events.db", directory / "readmodels.db"
+    log = SqliteEventLog(log_path)
+    store = SqliteReadModelStore(store_path)
+    handler = CommandHandler(log, cache_size=concurrency * wave * 2)
+    projection = ProjectionProcess(log_path, store_path)
+    projection.start()
+    try:
+        started = time.perf_counter()
+        per_worker, extra = divmod(tasks, concurrency)
+        workers = []
+        first = 0
+        for worker in range(concurrency):
+            count = per_worker + (1 if worker < extra else 0)
+            workers.append(_run_lifecycles(handler, first, count, wave))
+            first += count
+        await asyncio.gather(*workers)
+        head = await log.head_position()
+        while await _projected(store) < head:
+            if not projection.alive:
+                raise RuntimeError("the projection process died")
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+    finally:
+        exit_code = projection.stop()
+    if exit_code != 0:
+        raise RuntimeError(f"the projection process exited with {exit_code}")
     events = await log.count()
     report = await audit_log(log)
     await log.close()
@@ -69,6 +92,7 @@ async def run_engine(tasks: int, directory: Path, concurrency: int = 400) -> Eng
     if not report.clean:
         raise RuntimeError(f"benchmark log does not audit clean: {report.violations[:3]}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return EngineFigures(
         tasks=tasks,
         events=events,
@@ -77,6 +101,7 @@ async def run_engine(tasks: int, directory: Path, concurrency: int = 400) -> Eng
         audit_seconds=report.seconds,
         audit_events_per_second=report.events_per_second,
         peak_rss_mib=peak,
+        projection_peak_rss_mib=child_peak,
     )
 
 

@@ -23,8 +23,8 @@ from events.catalog import (
     TaskType,
 )
 from events.codec import GENESIS_HASH, canonical, format_time, parse_time
-from events.envelope import Envelope, from_document, from_stored, seal
-from events.log import Batch, BrokenChain, EventLog, StaleVersion, StreamHead
+from events.envelope import Envelope, from_document, from_stored, seal, seal_run
+from events.log import Batch, BrokenChain, EventLog, LogUnavailable, StaleVersion, StreamHead
 from events.registry import EVENT_TYPES, UnknownEventType, payload_of, to_data, upcast
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Envelope",
     "Event",
     "EventLog",
+    "LogUnavailable",
     "MinerAssigned",
     "MinerAssignment",
     "MinerFailed",
@@ -64,6 +65,7 @@ __all__ = [
     "parse_time",
     "payload_of",
     "seal",
+    "seal_run",
     "to_data",
     "upcast",
 ]

@@ -33,7 +33,7 @@ def format_time(moment: datetime) -> str:
         if moment.tzinfo is None:
             raise ValueError("times must be timezone-aware")
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def parse_time(text: str) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,21 +79,74 @@ def seal(
     correlation_id: str | None = None,
 ) -> Envelope:
     """Build an envelope, link it to ``prev_hash`` and compute its hash."""
-    fields: dict[str, Any] = {
-        "id": event_id,
-        "task_id": task_id,
-        "sequence": sequence,
-        "type": type,
-        "version": version,
-        "occurred_at": format_time(occurred_at),
-        "causation_id": causation_id,
-        "correlation_id": correlation_id,
-        "actor": actor,
-        "data": data,
-        "prev_hash": prev_hash,
-    }
-    body = canonical(fields)
-    return _from_fields(fields, body, sha256_hex(body), None)
+    (envelope,) = seal_run(
+        task_id=task_id,
+        after=(sequence - 1, prev_hash),
+        payloads=[(event_id, type, version, data)],
+        occurred_at=occurred_at,
+        actor=actor,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+    )
+    return envelope
+
+
+def seal_run(
+    *,
+    task_id: str,
+    after: tuple[int, str],
+    payloads: Sequence[tuple[str, str, int, dict[str, Any]]],
+    occurred_at: datetime,
+    actor: str,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> list[Envelope]:
+    """Seal consecutive events of one task that share a moment, actor and cause.
+
+    ``after`` is the (sequence, hash) the run continues; ``payloads`` are
+    (event id, type, schema version, data). Each envelope links to the one
+    before it, exactly as if each had been sealed alone.
+    """
+    sequence, previous = after
+    at = format_time(occurred_at)
+    sealed: list[Envelope] = []
+    for event_id, type, version, data in payloads:
+        sequence += 1
+        body = canonical(
+            {
+                "id": event_id,
+                "task_id": task_id,
+                "sequence": sequence,
+                "type": type,
+                "version": version,
+                "occurred_at": at,
+                "causation_id": causation_id,
+                "correlation_id": correlation_id,
+                "actor": actor,
+                "data": data,
+                "prev_hash": previous,
+            }
+        )
+        hash = sha256_hex(body)
+        sealed.append(
+            Envelope(
+                event_id,
+                task_id,
+                sequence,
+                type,
+                version,
+                at,
+                causation_id,
+                correlation_id,
+                actor,
+                data,
+                previous,
+                hash,
+                body,
+            )
+        )
+        previous = hash
+    return sealed
 
 
 def from_stored(body: bytes, hash: str, position: int | None = None) -> Envelope:
@@ -109,21 +163,29 @@ def from_document(document: dict[str, Any], position: int | None = None) -> Enve
 
 def _from_fields(fields: dict[str, Any], body: bytes, hash: str, position: int | None) -> Envelope:
     return Envelope(
-        event_id=fields["id"],
-        task_id=fields["task_id"],
-        sequence=fields["sequence"],
-        type=fields["type"],
-        version=fields["version"],
-        occurred_at=fields["occurred_at"],
-        causation_id=fields["causation_id"],
-        correlation_id=fields["correlation_id"],
-        actor=fields["actor"],
-        data=fields["data"],
-        prev_hash=fields["prev_hash"],
-        hash=hash,
-        body=body,
-        position=position,
+        fields["id"],
+        fields["task_id"],
+        fields["sequence"],
+        fields["type"],
+        fields["version"],
+        fields["occurred_at"],
+        fields["causation_id"],
+        fields["correlation_id"],
+        fields["actor"],
+        fields["data"],
+        fields["prev_hash"],
+        hash,
+        body,
+        position,
     )
 
 
-__all__ = ["GENESIS_HASH", "Envelope", "body_fields", "from_document", "from_stored", "seal"]
+__all__ = [
+    "GENESIS_HASH",
+    "Envelope",
+    "body_fields",
+    "from_document",
+    "from_stored",
+    "seal",
+    "seal_run",
+]

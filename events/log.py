@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from events.codec import GENESIS_HASH
 from events.envelope import Envelope
@@ -24,6 +25,14 @@ class StaleVersion(Exception):
 
 class BrokenChain(Exception):
     """The events offered for append do not continue the stream's hash chain."""
+
+
+# One stream's append: task id, the sequence it must follow, the sealed events.
+Append: TypeAlias = tuple[str, int, Sequence[Envelope]]
+
+
+class LogUnavailable(Exception):
+    """The log (or whatever decides on it) did not answer in time; try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,27 @@ class EventLog(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def append_many(log: EventLog, appends: Sequence[Append]) -> list[Exception | None]:
+    """Append to many streams at once: None per append written, or what refused it.
+
+    A log that commits many streams together (``append_many``) does so in one
+    call; any other gets the appends concurrently, one call each.
+    """
+    batched = getattr(log, "append_many", None)
+    if batched is not None:
+        outcomes: list[Exception | None] = await batched(appends)
+        return outcomes
+
+    async def one(task_id: str, expected: int, events: Sequence[Envelope]) -> Exception | None:
+        try:
+            await log.append(task_id, expected, events)
+        except (StaleVersion, BrokenChain) as refused:
+            return refused
+        return None
+
+    return list(await asyncio.gather(*(one(*append) for append in appends)))
 
 
 def check_continuation(

@@ -68,4 +68,6 @@ def payload_of(envelope: Envelope) -> Event:
 
 
 def to_data(event: Event) -> dict[str, Any]:
-    return event.model_dump(mode="json")
+    """The payload as JSON data: ``event.model_dump(mode="json")``, without its wrapper."""
+    data: dict[str, Any] = event.__pydantic_serializer__.to_python(event, mode="json")
+    return data

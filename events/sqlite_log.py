@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 from events.codec import GENESIS_HASH
 from events.envelope import Envelope, from_stored
-from events.log import Batch, BrokenChain, StaleVersion, StreamHead, check_continuation
+from events.log import (
+    Append,
+    Batch,
+    BrokenChain,
+    StaleVersion,
+    StreamHead,
+    check_continuation,
+)
 from events.sqlite_connect import open_wal
 
 Durability = Literal["full", "normal"]
@@ -49,11 +56,11 @@ _MAX_GROUP = 2000
 
 
 @dataclass
-class _PendingAppend:
-    task_id: str
-    expected: int
-    events: Sequence[Envelope]
-    future: asyncio.Future[None] = field(repr=False)
+class _PendingAppends:
+    """One caller's appends (one stream each), acknowledged together after one commit."""
+
+    appends: Sequence[Append]
+    future: asyncio.Future[list[Exception | None]] = field(repr=False)
 
 
 def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
@@ -101,7 +108,7 @@ class SqliteEventLog:
         self._writer = _connect(path, durability)
         self._writer.executescript(_SCHEMA)
         self._reader_connection: sqlite3.Connection | None = None
-        self._pending: list[_PendingAppend] = []
+        self._pending: list[_PendingAppends] = []
         self._flusher: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
         self._closed = False
@@ -113,35 +120,55 @@ class SqliteEventLog:
     ) -> None:
         if not events:
             return
+        (outcome,) = await self.append_many([(task_id, expected_sequence, events)])
+        if outcome is not None:
+            raise outcome
+
+    async def append_many(self, appends: Sequence[Append]) -> list[Exception | None]:
+        """Append to many streams in one group commit; each is refused or written on its own.
+
+        Returns, per append, None once it is durable, or the StaleVersion or
+        BrokenChain that refused it. A failure of the whole transaction raises.
+        """
+        written = [append for append in appends if append[2]]
+        if not written:
+            return [None] * len(appends)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append(_PendingAppend(task_id, expected_sequence, events, future))
+        future: asyncio.Future[list[Exception | None]] = loop.create_future()
+        self._pending.append(_PendingAppends(written, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        await future
+        outcomes = await future
+        if len(written) == len(appends):
+            return outcomes
+        refused = iter(outcomes)
+        return [next(refused) if append[2] else None for append in appends]
 
     async def _flush(self) -> None:
         while self._pending:
-            group, self._pending = self._pending[:_MAX_GROUP], self._pending[_MAX_GROUP:]
+            group, size = 0, 0
+            while group < len(self._pending) and (group == 0 or size < _MAX_GROUP):
+                size += len(self._pending[group].appends)
+                group += 1
+            items, self._pending = self._pending[:group], self._pending[group:]
             try:
                 # On the loop's own thread: a commit takes a millisecond or two, while
                 # handing it to a thread makes it queue for the GIL behind the loop.
-                outcomes = self._commit(group)
+                outcomes = self._commit([a for item in items for a in item.appends])
             except Exception as error:  # the whole transaction failed: nothing was written
-                for item in group:
+                for item in items:
                     if not item.future.done():
                         item.future.set_exception(error)
                 continue
-            for item, outcome in zip(group, outcomes, strict=True):
-                if item.future.done():
-                    continue
-                if outcome is None:
-                    item.future.set_result(None)
-                else:
-                    item.future.set_exception(outcome)
+            start = 0
+            for item in items:
+                end = start + len(item.appends)
+                if not item.future.done():
+                    item.future.set_result(outcomes[start:end])
+                start = end
             self._wake_subscribers()
 
-    def _commit(self, group: list[_PendingAppend]) -> list[Exception | None]:
+    def _commit(self, group: list[Append]) -> list[Exception | None]:
         # Few, wide statements: the sqlite3 module gives up and retakes the GIL
         # around every step, and a statement per row lets a busy event loop
         # stall the writer thread at each one.
@@ -150,19 +177,19 @@ class SqliteEventLog:
         rows: list[object] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
-            heads = _stored_heads(connection, {item.task_id for item in group})
+            heads = _stored_heads(connection, {task_id for task_id, _, _ in group})
             written: dict[str, tuple[int, str]] = {}
-            for item in group:
-                sequence, hash = heads.get(item.task_id, (0, GENESIS_HASH))
+            for task_id, expected, events in group:
+                sequence, hash = heads.get(task_id, (0, GENESIS_HASH))
                 try:
-                    check_continuation(item.task_id, sequence, hash, item.expected, item.events)
+                    check_continuation(task_id, sequence, hash, expected, events)
                 except (StaleVersion, BrokenChain) as refused:
                     outcomes.append(refused)
                     continue
-                for e in item.events:
+                for e in events:
                     rows += (e.task_id, e.sequence, e.type, e.body, e.hash)
-                last = item.events[-1]
-                heads[item.task_id] = written[item.task_id] = (last.sequence, last.hash)
+                last = events[-1]
+                heads[task_id] = written[task_id] = (last.sequence, last.hash)
                 outcomes.append(None)
             _insert_many(
                 connection,
@@ -244,25 +271,24 @@ class SqliteEventLog:
 
     async def raw_batches(
         self, batch_size: int
-    ) -> AsyncIterator[list[tuple[str, int, bytes, str]]]:
-        """Every stored (task id, sequence, body, hash) in log order, to the end as it is now.
-
-        The next batch is read in a reader thread while the caller checks this one.
-        """
+    ) -> AsyncIterator[list[tuple[int, str, int, bytes, str]]]:
+        """Every stored (position, task id, sequence, body, hash) in log order, to the end."""
         query = (
             "SELECT position, task_id, sequence, body, hash FROM events WHERE position > ? "
             "ORDER BY position LIMIT ?"
         )
-        pending = asyncio.ensure_future(self._read(query, (0, batch_size)))
-        try:
-            while True:
-                rows = await pending
-                if not rows:
-                    return
-                pending = asyncio.ensure_future(self._read(query, (rows[-1][0], batch_size)))
-                yield [(task_id, sequence, body, hash) for _, task_id, sequence, body, hash in rows]
-        finally:
-            pending.cancel()
+        after = 0
+        while True:
+            # On the loop's thread: a reader thread would hold the GIL for most of
+            # the read anyway, building the rows.
+            rows: list[tuple[int, str, int, bytes, str]] = (
+                self._reader().execute(query, (after, batch_size)).fetchall()
+            )
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield rows
+            await asyncio.sleep(0)  # let the rest of the loop run between batches
 
     async def stream_heads(self) -> list[StreamHead]:
         rows = await self._read("SELECT task_id, sequence, head_hash FROM streams", ())

@@ -2,54 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import UUID
 
 from aggregates import Command, DomainError, TaskState, decide, evolve, fold
-from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal, to_data
+from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal_run, to_data
+from events.log import append_many
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _RandomPool:
-    """Random bytes drawn from the OS in bulk: one system call per 4096 ids, not one each.
+# The variant digit of an RFC 4122 UUID keeps the low two bits of the random one.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
-    A forked child must not reuse its parent's unused bytes, so the pool is
+
+class _IdPool:
+    """Random (version 4) UUIDs made in bulk: one system call and one pass per 4096 ids.
+
+    A forked child must not reuse its parent's unused ids, so the pool is
     emptied in the child after a fork.
     """
 
     def __init__(self, ids_per_draw: int = 4096) -> None:
-        self._size = 16 * ids_per_draw
-        self._pool = b""
-        self._offset = 0
+        self._per_draw = ids_per_draw
+        self._ids: list[str] = []
         self._lock = threading.Lock()
 
-    def take16(self) -> bytes:
-        with self._lock:
-            if self._offset >= len(self._pool):
-                self._pool, self._offset = os.urandom(self._size), 0
-            chunk = self._pool[self._offset : self._offset + 16]
-            self._offset += 16
-            return chunk
+    def take(self) -> str:
+        try:
+            return self._ids.pop()  # atomic: no two callers get the same id
+        except IndexError:
+            with self._lock:
+                if not self._ids:
+                    self._ids = self._draw()
+                return self._ids.pop()
+
+    def _draw(self) -> list[str]:
+        digits = os.urandom(16 * self._per_draw).hex()
+        variant = _VARIANT
+        return [
+            f"{digits[i : i + 8]}-{digits[i + 8 : i + 12]}-4{digits[i + 13 : i + 16]}-"
+            f"{variant[digits[i + 16]]}{digits[i + 17 : i + 20]}-{digits[i + 20 : i + 32]}"
+            for i in range(0, len(digits), 32)
+        ]
 
     def forget(self) -> None:
-        self._pool, self._offset, self._lock = b"", 0, threading.Lock()
+        self._ids, self._lock = [], threading.Lock()
 
 
-_random = _RandomPool()
-os.register_at_fork(after_in_child=_random.forget)
+_pool = _IdPool()
+os.register_at_fork(after_in_child=_pool.forget)
 
 
 def new_id() -> str:
-    """A random (version 4) UUID."""
-    return str(UUID(bytes=_random.take16(), version=4))
+    """A random (version 4) UUID, spelled as ``str(uuid.uuid4())`` spells it."""
+    return _pool.take()
 
 
 def seal_events(
@@ -65,25 +79,18 @@ def seal_events(
     correlation_id: str | None = None,
 ) -> tuple[TaskState, list[Envelope]]:
     """Fold decided events into the state and seal each onto the stream's hash chain."""
-    sealed: list[Envelope] = []
-    previous = head_hash
+    before = state.version
     for event in events:
         state = evolve(state, event, at)
-        envelope = seal(
-            event_id=ids(),
-            task_id=task_id,
-            sequence=state.version,
-            type=event.TYPE,
-            version=event.VERSION,
-            occurred_at=at,
-            actor=actor,
-            data=to_data(event),
-            prev_hash=previous,
-            causation_id=causation_id,
-            correlation_id=correlation_id or task_id,
-        )
-        sealed.append(envelope)
-        previous = envelope.hash
+    sealed = seal_run(
+        task_id=task_id,
+        after=(before, head_hash),
+        payloads=[(ids(), event.TYPE, event.VERSION, to_data(event)) for event in events],
+        occurred_at=at,
+        actor=actor,
+        causation_id=causation_id,
+        correlation_id=correlation_id or task_id,
+    )
     return state, sealed
 
 
@@ -94,9 +101,31 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandRequest:
+    """One command for one task, as :meth:`CommandHandler.execute_many` takes it."""
+
+    task_id: str
+    command: Command
+    actor: str
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _Head:
     state: TaskState
     hash: str
+
+
+@dataclass(slots=True)
+class _Decided:
+    """One task's share of a batch, decided on one head, waiting for its append."""
+
+    task_id: str
+    head: _Head
+    state: TaskState
+    sealed: list[Envelope]
+    results: dict[int, Outcome | Exception]
 
 
 class CommandHandler:
@@ -114,12 +143,16 @@ class CommandHandler:
         ids: Callable[[], str] = new_id,
         cache_size: int = 20_000,
         attempts: int = 8,
+        max_batch: int = 1_000,
     ) -> None:
         self._log = log
         self._ids = ids
         self._cache: OrderedDict[str, _Head] = OrderedDict()
         self._cache_size = cache_size
         self._attempts = attempts
+        self._max_batch = max_batch
+        self._pending: list[tuple[CommandRequest, asyncio.Future[Outcome]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def load(self, task_id: str) -> TaskState:
         return (await self._head(task_id))[0].state
@@ -133,42 +166,137 @@ class CommandHandler:
         causation_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Outcome:
-        fresh = False
-        for _ in range(self._attempts):
-            head, cached = await self._head(task_id, fresh=fresh)
+        """Run one command; commands that arrive together run as one batch.
+
+        Commands from concurrent callers (the edge's requests, the dispatcher, the
+        miners' replies) are gathered while the batch before them is appended, and
+        decided and appended together by :meth:`execute_many`, each with its own
+        result: one command alone waits for nothing.
+        """
+        request = CommandRequest(task_id, command, actor, causation_id, correlation_id)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outcome] = loop.create_future()
+        self._pending.append((request, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             try:
-                events = decide(head.state, command)
-            except DomainError:
-                if not cached:
+                results = await self.execute_many([request for request, _ in batch])
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                if isinstance(error, asyncio.CancelledError):
                     raise
-                # Another process may have moved the task on: decide again on the log.
-                fresh = True
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue  # its caller went away
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def execute_many(self, requests: Sequence[CommandRequest]) -> list[Outcome | Exception]:
+        """Run many commands with one append for all the streams they change.
+
+        Each request gets what :meth:`execute` would give it: its Outcome, or the
+        exception (a DomainError, StaleVersion, BrokenChain) it would raise, in
+        the order of ``requests``. Requests for the same task are decided in
+        order, each on the state the ones before it left (a refused one leaves
+        it as it was), and their events go into the stream in one append.
+        """
+        by_task: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            by_task.setdefault(request.task_id, []).append(index)
+        results: dict[int, Outcome | Exception] = {}
+        waiting = list(by_task)
+        fresh: set[str] = set()
+        for _ in range(self._attempts):
+            if not waiting:
+                break
+            decided: list[_Decided] = []
+            again: list[str] = []
+            for task_id in waiting:
+                head, cached = await self._head(task_id, fresh=task_id in fresh)
+                share = self._decide(
+                    task_id, head, cached, [(i, requests[i]) for i in by_task[task_id]]
+                )
+                if share is None:
+                    # A refusal or a no-op on a cached head may only mean that another
+                    # process moved the task on: decide again on the log.
+                    fresh.add(task_id)
+                    again.append(task_id)
+                elif share.sealed:
+                    decided.append(share)
+                else:
+                    results.update(share.results)
+            if decided:
+                try:
+                    outcomes = await append_many(
+                        self._log,
+                        [(d.task_id, d.head.state.version, d.sealed) for d in decided],
+                    )
+                except Exception as error:  # nothing of this append was written
+                    for share in decided:
+                        self._cache.pop(share.task_id, None)
+                        results.update(dict.fromkeys(share.results, error))
+                    outcomes = []
+                for share, outcome in zip(decided, outcomes, strict=False):
+                    if outcome is None:
+                        self._remember(share.task_id, _Head(share.state, share.sealed[-1].hash))
+                        results.update(share.results)
+                    elif isinstance(outcome, StaleVersion):
+                        self._cache.pop(share.task_id, None)
+                        fresh.add(share.task_id)
+                        again.append(share.task_id)
+                    else:
+                        results.update(dict.fromkeys(share.results, outcome))
+            waiting = again
+        for task_id in waiting:
+            results.update(dict.fromkeys(by_task[task_id], StaleVersion(task_id, -1, -1)))
+        return [results[index] for index in range(len(requests))]
+
+    def _decide(
+        self, task_id: str, head: _Head, cached: bool, requests: list[tuple[int, CommandRequest]]
+    ) -> _Decided | None:
+        """Decide and seal one task's requests in order; None: look at the log again."""
+        share = _Decided(task_id, head, head.state, [], {})
+        previous = head.hash
+        for index, request in requests:
+            command = request.command
+            try:
+                events = decide(share.state, command)
+            except DomainError as refused:
+                if cached:
+                    return None
+                share.results[index] = refused
                 continue
             if not events:
                 if cached:
-                    fresh = True  # nothing to do here may mean a stale head: look again
-                    continue
-                return Outcome(head.state, ())
-            state, sealed = seal_events(
+                    return None  # nothing to do here may mean a stale head: look again
+                share.results[index] = Outcome(share.state, ())
+                continue
+            share.state, sealed = seal_events(
                 task_id,
-                head.state,
-                head.hash,
+                share.state,
+                previous,
                 events,
                 at=command.now,
-                actor=actor,
+                actor=request.actor,
                 ids=self._ids,
-                causation_id=causation_id,
-                correlation_id=correlation_id,
+                causation_id=request.causation_id,
+                correlation_id=request.correlation_id,
             )
-            try:
-                await self._log.append(task_id, head.state.version, sealed)
-            except StaleVersion:
-                self._cache.pop(task_id, None)
-                fresh = True
-                continue
-            self._remember(task_id, _Head(state, sealed[-1].hash))
-            return Outcome(state, tuple(sealed))
-        raise StaleVersion(task_id, -1, -1)
+            previous = sealed[-1].hash
+            share.sealed += sealed
+            share.results[index] = Outcome(share.state, tuple(sealed))
+        return share
 
     async def _head(self, task_id: str, *, fresh: bool = False) -> tuple[_Head, bool]:
         """The task's head, and whether it came from the cache (and so may be stale)."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any, Protocol
+
+import orjson
 
 from aggregates import MINER_TRANSITIONS, START, TERMINAL, TRANSITIONS
 from events import EVENT_TYPES, GENESIS_HASH, Envelope, EventLog, StreamHead
-from events.codec import decode, sha256_hex
 from events.envelope import body_fields
 
 _MINER_EVENTS = frozenset(
@@ -29,6 +31,8 @@ _MINER_EVENTS = frozenset(
 )
 
 
+_LATEST_VERSIONS = {name: cls.VERSION for name, cls in EVENT_TYPES.items()}
+
 _REQUIRED_FIELDS = frozenset(
     {"id", "task_id", "sequence", "type", "version", "occurred_at", "actor", "data", "prev_hash"}
 )
@@ -37,7 +41,9 @@ _REQUIRED_FIELDS = frozenset(
 class RawLog(Protocol):
     """A log that can hand out stored events as (body, hash) without building envelopes."""
 
-    def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[str, int, bytes, str]]]: ...
+    def raw_batches(self, batch_size: int) -> AsyncIterator[list[tuple[int, str, int, bytes, str]]]:
+        """Batches of stored (position, task id, sequence, body, hash), in log order."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +94,8 @@ class Auditor:
     def check_raw(self, task_id: str, sequence: int, body: bytes, hash: str) -> None:
         """Check a stored row; a body that does not decode is a violation, not a crash."""
         try:
-            fields = decode(body)
-            if not isinstance(fields, dict) or not fields.keys() >= _REQUIRED_FIELDS:
+            fields = orjson.loads(body)
+            if not isinstance(fields, dict) or not _REQUIRED_FIELDS.issubset(fields):
                 raise ValueError("missing envelope fields")
         except ValueError as error:
             self.report.events += 1
@@ -110,7 +116,7 @@ class Auditor:
         stream = self._streams.get(task_id)
         if stream is None:
             stream = self._streams[task_id] = _Stream()
-        if sha256_hex(body) != hash:
+        if sha256(body).hexdigest() != hash:
             self._violate(
                 task_id, sequence, "hash_mismatch", "the stored event does not match its hash"
             )
@@ -125,9 +131,9 @@ class Auditor:
             self._violate(
                 task_id, sequence, "broken_link", "previous-hash does not match the chain"
             )
-        cls = EVENT_TYPES.get(event_type)
+        latest = _LATEST_VERSIONS.get(event_type)
         version = fields["version"]
-        if cls is None or not 1 <= version <= cls.VERSION:
+        if latest is None or not 1 <= version <= latest:
             self._violate(task_id, sequence, "unknown_event", f"{event_type} v{version}")
         after = TRANSITIONS.get((stream.status, event_type))
         if after is None:
@@ -243,8 +249,13 @@ async def audit_log(
     log: EventLog,
     *,
     progress: Callable[[int], None] | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 2_000,
 ) -> AuditReport:
+    """Check the whole log; ``batch_size`` rows are read at a time.
+
+    Small batches are faster here, not slower: rows that outlive the garbage
+    collector's young generations are promoted and make it sweep everything.
+    """
     started = time.perf_counter()
     auditor = Auditor()
     heads = await log.stream_heads()
@@ -252,8 +263,9 @@ async def audit_log(
     if raw_batches is not None:
         # The fast path: decode each stored body once, build no envelopes.
         async for rows in raw_batches(batch_size):
-            for task_id, sequence, body, hash in rows:
-                auditor.check_raw(task_id, sequence, body, hash)
+            check = auditor.check_raw
+            for _, task_id, sequence, body, hash in rows:
+                check(task_id, sequence, body, hash)
             if progress is not None:
                 progress(auditor.report.events)
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 LATENCY_SMOOTHING = 0.2
@@ -26,8 +26,20 @@ class MinerStats:
         settled = self.responded + self.failed + self.timed_out
         return self.responded / settled if settled else 1.0
 
+    # Each update builds the next value in full: dataclasses.replace costs
+    # several times as much, and the projector makes one per miner event.
     def on_assigned(self) -> MinerStats:
-        return replace(self, assigned=self.assigned + 1, in_flight=self.in_flight + 1)
+        return MinerStats(
+            self.hotkey,
+            self.assigned + 1,
+            self.responded,
+            self.failed,
+            self.timed_out,
+            self.in_flight + 1,
+            self.latency_ms_avg,
+            self.reward_avg,
+            self.evaluations,
+        )
 
     def on_responded(self, latency_ms: float) -> MinerStats:
         average = (
@@ -35,22 +47,57 @@ class MinerStats:
             if self.latency_ms_avg is None
             else self.latency_ms_avg + LATENCY_SMOOTHING * (latency_ms - self.latency_ms_avg)
         )
-        return replace(
-            self,
-            responded=self.responded + 1,
-            in_flight=max(0, self.in_flight - 1),
-            latency_ms_avg=average,
+        return MinerStats(
+            self.hotkey,
+            self.assigned,
+            self.responded + 1,
+            self.failed,
+            self.timed_out,
+            max(0, self.in_flight - 1),
+            average,
+            self.reward_avg,
+            self.evaluations,
         )
 
     def on_failed(self) -> MinerStats:
-        return replace(self, failed=self.failed + 1, in_flight=max(0, self.in_flight - 1))
+        return MinerStats(
+            self.hotkey,
+            self.assigned,
+            self.responded,
+            self.failed + 1,
+            self.timed_out,
+            max(0, self.in_flight - 1),
+            self.latency_ms_avg,
+            self.reward_avg,
+            self.evaluations,
+        )
 
     def on_timed_out(self) -> MinerStats:
-        return replace(self, timed_out=self.timed_out + 1, in_flight=max(0, self.in_flight - 1))
+        return MinerStats(
+            self.hotkey,
+            self.assigned,
+            self.responded,
+            self.failed,
+            self.timed_out + 1,
+            max(0, self.in_flight - 1),
+            self.latency_ms_avg,
+            self.reward_avg,
+            self.evaluations,
+        )
 
     def on_rewarded(self, reward: float) -> MinerStats:
         average = self.reward_avg + REWARD_SMOOTHING * (reward - self.reward_avg)
-        return replace(self, reward_avg=average, evaluations=self.evaluations + 1)
+        return MinerStats(
+            self.hotkey,
+            self.assigned,
+            self.responded,
+            self.failed,
+            self.timed_out,
+            self.in_flight,
+            self.latency_ms_avg,
+            average,
+            self.evaluations + 1,
+        )
 
     def to_doc(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ the miner statistics. The batch's updates and its checkpoint commit together.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from aggregates import TaskState, evolve
@@ -22,6 +23,7 @@ from events import (
     parse_time,
     payload_of,
 )
+from projections.checkpoints import checkpoint_advances
 from projections.miner_stats import MinerStats
 from projections.store import ReadModelStore
 
@@ -31,9 +33,21 @@ _Update = Callable[[MinerStats], MinerStats]
 
 
 class Projector:
-    def __init__(self, store: ReadModelStore, consumer: str = CONSUMER) -> None:
+    """Folds batches into the store; keeps the task states it committed, to skip reading them.
+
+    The kept states are only trusted while the store's checkpoint is the one
+    this projector committed last: if anyone else moved it (a second writer,
+    a reset before a rebuild), they are dropped and read from the store again.
+    """
+
+    def __init__(
+        self, store: ReadModelStore, consumer: str = CONSUMER, *, cache_size: int = 4_096
+    ) -> None:
         self.store = store
         self.consumer = consumer
+        self._states: OrderedDict[str, TaskState] = OrderedDict()
+        self._cache_size = cache_size
+        self._committed: str | None = None
 
     async def checkpoint(self) -> str | None:
         return await self.store.checkpoint(self.consumer)
@@ -41,7 +55,10 @@ class Projector:
     async def apply(self, batch: Batch) -> list[TaskState]:
         """Apply a batch; returns the task states it changed."""
         task_ids = list(dict.fromkeys(envelope.task_id for envelope in batch.events))
-        states = await self.store.get_tasks(task_ids)
+        stored_checkpoint = await self.checkpoint()
+        if stored_checkpoint is None or stored_checkpoint != self._committed:
+            self._states.clear()
+        states = await self._states_of(task_ids)
         miner_events = [e for e in batch.events if e.type in _MINER_EVENT_TYPES]
         hotkeys = _hotkeys(miner_events)
         miners = await self.store.get_miners(hotkeys) if hotkeys else {}
@@ -59,10 +76,47 @@ class Projector:
             for hotkey, update in _miner_updates(event):
                 current = touched_miners.get(hotkey) or miners.get(hotkey) or MinerStats(hotkey)
                 touched_miners[hotkey] = update(current)
-        await self.store.commit(
-            self.consumer, batch.checkpoint, list(changed.values()), list(touched_miners.values())
+        try:
+            await self.store.commit(
+                self.consumer,
+                batch.checkpoint,
+                list(changed.values()),
+                list(touched_miners.values()),
+            )
+        except BaseException:
+            self._states.clear()
+            self._committed = None
+            raise
+        self._committed = (
+            batch.checkpoint
+            if checkpoint_advances(batch.checkpoint, stored_checkpoint)
+            else stored_checkpoint
         )
+        self._keep(changed)
         return list(changed.values())
+
+    async def _states_of(self, task_ids: list[str]) -> dict[str, TaskState]:
+        states: dict[str, TaskState] = {}
+        missing: list[str] = []
+        for task_id in task_ids:
+            state = self._states.get(task_id)
+            if state is None:
+                missing.append(task_id)
+            else:
+                states[task_id] = state
+        if missing:
+            states.update(await self.store.get_tasks(missing))
+        return states
+
+    def _keep(self, changed: dict[str, TaskState]) -> None:
+        if self._cache_size <= 0:
+            return
+        kept = self._states
+        for task_id, state in changed.items():
+            kept[task_id] = state
+            kept.move_to_end(task_id)
+        while len(kept) > self._cache_size:
+            kept.popitem(last=False)
 
 
 _MINER_EVENT_TYPES = frozenset(

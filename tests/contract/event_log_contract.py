@@ -28,6 +28,7 @@ from events import (
     StreamHead,
     seal,
 )
+from events.log import append_many
 from tests.support.histories import T0
 
 FOLLOW_TIMEOUT = 15.0
@@ -244,6 +245,33 @@ class EventLogContract(abc.ABC):
         same_stored(await log.read_stream("task-2"), good_two)
         same_stored(await log.read_stream("task-stale"), stale)
         assert await log.read_stream("task-broken") == []
+
+    async def test_append_many_writes_or_refuses_each_stream_alone(self, log: EventLog) -> None:
+        stale = chain("task-stale", 1)
+        await log.append("task-stale", 0, stale)
+        first = chain("task-1", 2)
+        second = chain("task-1", 1, after=first[-1])
+        good = chain("task-2", 3)
+        outcomes = await append_many(
+            log,
+            [
+                ("task-1", 0, first),
+                ("task-stale", 0, chain("task-stale", 1, after=stale[0])),
+                ("task-empty", 0, []),
+                ("task-broken", 0, chain("task-broken", 2)[1:]),
+                ("task-2", 0, good),
+            ],
+        )
+        assert outcomes[0] is None and outcomes[2] is None and outcomes[4] is None
+        assert isinstance(outcomes[1], StaleVersion)
+        assert isinstance(outcomes[3], BrokenChain)
+        # A later append to the same stream in another call builds on the first.
+        assert await append_many(log, [("task-1", 2, second)]) == [None]
+        same_stored(await log.read_stream("task-1"), first + second)
+        same_stored(await log.read_stream("task-2"), good)
+        same_stored(await log.read_stream("task-stale"), stale)
+        assert await log.read_stream("task-broken") == []
+        assert await log.read_stream("task-empty") == []
 
     # -- subscriptions -----------------------------------------------------------
 
