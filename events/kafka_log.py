@@ -88,7 +88,14 @@ from aiokafka.partitioner import murmur2
 
 from events.codec import GENESIS_HASH, canonical, decode
 from events.envelope import Envelope, from_stored
-from events.log import Batch, BrokenChain, StaleVersion, StreamHead, check_continuation
+from events.log import (
+    Batch,
+    BrokenChain,
+    LogUnavailable,
+    StaleVersion,
+    StreamHead,
+    check_continuation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +106,6 @@ _MAX_GROUP = 500
 
 class WriterFenced(Exception):
     """Another writer took over this one's partitions (same transactional id, started later)."""
-
-
-class LogUnavailable(Exception):
-    """The broker did not serve an operation in time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from aggregates import (
     TaskNotFound,
 )
 from blobs.port import BlobNotFound
-from events import StaleVersion
+from events import LogUnavailable, StaleVersion
 from miners.btauth import AuthFailed
 from processors.results import InvalidResult
 
@@ -111,6 +111,9 @@ def as_api_error(error: Exception) -> ApiError | None:
             return ApiError(
                 503, "busy", "the task is changing too fast; retry", headers={"Retry-After": "1"}
             )
+        case LogUnavailable():
+            # The command may still be decided: a retry with the same Idempotency-Key is safe.
+            return ApiError(503, "unavailable", str(error), headers={"Retry-After": "1"})
     return None
 
 

@@ -23,7 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
-from events.kafka_log import KafkaEventLog, LogUnavailable
+from events import LogUnavailable
+from events.kafka_log import KafkaEventLog
 from processors.command_replies import CommandReply
 from processors.commands import Outcome, new_id
 from processors.kafka_runtime import CommandMessage

@@ -58,12 +58,11 @@ from aggregates import (
     decide,
     fold,
 )
-from events import GENESIS_HASH, Envelope, canonical
+from events import GENESIS_HASH, Envelope, LogUnavailable, canonical
 from events.codec import decode
 from events.kafka_log import (
     DEFAULT_PARTITIONS,
     KafkaEventLog,
-    LogUnavailable,
     OutRecord,
     PendingAppend,
     StreamWriter,

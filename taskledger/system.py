@@ -217,6 +217,8 @@ class System:
 
     async def start(self, *, edge: bool = True, processors: bool = True) -> None:
         await self.pool.refresh()
+        if edge and isinstance(self.handler, KafkaCommandBus):
+            await self.handler.start()  # or the first request would wait for it
         if edge and self.status_feed is not None:
             await self.status_feed.start()
         if processors:

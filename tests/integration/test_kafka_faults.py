@@ -23,7 +23,8 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, DomainError
-from events.kafka_log import KafkaEventLog, LogUnavailable, WriterFenced
+from events import LogUnavailable
+from events.kafka_log import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
 from processors.kafka_runtime import CommandPublisher
 from projections.audit import audit_log

@@ -194,9 +194,11 @@ async def test_edges_and_processors_as_separate_processes(
                 deployment.start("edge", int(edge.rsplit(":", 1)[1]))
             for edge in edges:
                 await deployment.healthy(edge)
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"{edges[1]}/api/v1/health") as response:
-                    assert (await response.json())["hotkey"] == deployment.proxy.ss58
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{edges[1]}/api/v1/health") as response,
+            ):
+                assert (await response.json())["hotkey"] == deployment.proxy.ss58
             await run_tasks(deployment, edges, kill=first)
         except BaseException:
             deployment.stop()
