@@ -95,7 +95,10 @@ async def proxy_hotkey_of(client: MinerClient, proxy: str) -> str:
 
 async def run_validator(arguments: argparse.Namespace) -> int:
     identity = Identity.load_or_create(arguments.wallets_dir, arguments.wallet)
-    client = MinerClient(identity, timeout_seconds=30.0, max_connections=16)
+    # A validator talks to the proxy alone: every connection of the pool may go there.
+    client = MinerClient(
+        identity, timeout_seconds=30.0, max_connections=16, max_connections_per_peer=16
+    )
     try:
         hotkey = arguments.proxy_hotkey or await proxy_hotkey_of(client, arguments.proxy)
         validator = ReferenceValidator(identity, client, arguments.proxy, hotkey)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,12 +23,18 @@ class ReferenceValidator:
         proxy_hotkey: str,
         *,
         batch: int = 50,
+        concurrency: int = 16,
     ) -> None:
         self.identity = identity
         self._client = client
         self._proxy_url = proxy_url.rstrip("/")
         self._proxy_hotkey = proxy_hotkey
         self._batch = batch
+        self._concurrency = max(1, concurrency)
+        # The proxy lists a task as waiting until its read model has seen the
+        # evaluation, a little after the answer: remember what was just scored.
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_size = max(1000, 4 * batch)
         self.evaluated = 0
 
     async def run(self, interval: float = 0.5) -> None:
@@ -50,8 +57,18 @@ class ReferenceValidator:
         if response.status != 200 or not isinstance(response.json, dict):
             log.warning("validator tasks: HTTP %s %s", response.status, response.body[:200])
             return 0
-        evaluated = 0
-        for task in response.json.get("tasks", []):
+        tasks = [
+            task for task in response.json.get("tasks", []) if task["task_id"] not in self._recent
+        ]
+        # Several evaluations in flight at once: the proxy commits them together.
+        slots = asyncio.Semaphore(self._concurrency)
+        outcomes = await asyncio.gather(*(self._evaluate(task, slots) for task in tasks))
+        evaluated = sum(outcomes)
+        self.evaluated += evaluated
+        return evaluated
+
+    async def _evaluate(self, task: dict[str, Any], slots: asyncio.Semaphore) -> bool:
+        async with slots:
             scores = await self.score(task)
             reply = await self._client.post_signed(
                 self._proxy_url,
@@ -59,12 +76,13 @@ class ReferenceValidator:
                 {"task_id": task["task_id"], "scores": scores},
                 receiver_ss58=self._proxy_hotkey,
             )
-            if reply.status == 200:
-                evaluated += 1
-            elif reply.status != 409:  # 409: another validator was faster
-                log.warning("evaluation of %s: HTTP %s", task["task_id"], reply.status)
-        self.evaluated += evaluated
-        return evaluated
+        if reply.status in (200, 409):  # 409: not DONE any more (another validator, say)
+            self._recent[task["task_id"]] = None
+            while len(self._recent) > self._recent_size:
+                self._recent.popitem(last=False)
+        else:
+            log.warning("evaluation of %s: HTTP %s", task["task_id"], reply.status)
+        return reply.status == 200
 
     async def score(self, task: dict[str, Any]) -> dict[str, float]:
         from miners.scoring import score_speech, score_summary, score_transcriptions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
@@ -42,6 +43,7 @@ class Dispatcher:
         settings: ProcessorSettings,
         clock: Callable[[], datetime],
         concurrency: int = 256,
+        checkpoint_seconds: float = 0.5,
     ) -> None:
         self._handler = handler
         self._log = log_
@@ -56,6 +58,9 @@ class Dispatcher:
         self._order = 0
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting: list[tuple[int, int, str]] = []
+        self._checkpoint_seconds = checkpoint_seconds
+        self._checkpoint: str | None = None
+        self._batches: deque[tuple[str, list[asyncio.Task[None]]]] = deque()
 
     def _push(self, task_id: str, priority: str) -> None:
         if task_id in self._queued:
@@ -72,10 +77,43 @@ class Dispatcher:
         for state in await self._store.tasks_in_status("DISTRIBUTED", 100_000):
             self._sender.redeliver(state)
         checkpoint = await self._log.load_checkpoint(NAME)
-        async for batch in self._log.subscribe(after=checkpoint):
-            self._observe(batch)
-            await self._dispatch_queued()
-            await self._log.save_checkpoint(NAME, batch.checkpoint)
+        saving = asyncio.get_running_loop().create_task(self._save_checkpoints(checkpoint))
+        try:
+            async for batch in self._log.subscribe(after=checkpoint):
+                self._observe(batch)
+                # The next batch is read while these dispatches run: a task created
+                # meanwhile does not wait for their appends to become durable.
+                started = await self._start_queued()
+                if started or self._batches:
+                    self._batches.append((batch.checkpoint, started))
+                else:
+                    self._checkpoint = batch.checkpoint
+        finally:
+            saving.cancel()
+
+    async def _save_checkpoints(self, saved: str | None) -> None:
+        """Keep the checkpoint a moment behind, rather than write it after every batch.
+
+        A batch counts as done once every dispatch it started has finished.
+        Batches are often a handful of events, and a write each would cost more
+        than the dispatching. After a restart the dispatcher sees again what came
+        after the checkpoint, which it tolerates: a task no longer PENDING is
+        skipped, and the PENDING ones are queued from the read model anyway.
+        """
+        while True:
+            await asyncio.sleep(self._checkpoint_seconds)
+            while self._batches and all(task.done() for task in self._batches[0][1]):
+                self._checkpoint = self._batches.popleft()[0]
+            checkpoint = self._checkpoint
+            if checkpoint is None or checkpoint == saved:
+                continue
+            try:
+                await self._log.save_checkpoint(NAME, checkpoint)
+            except Exception:
+                # The log did not answer: the next round writes a later checkpoint.
+                log.exception("dispatcher checkpoint not saved")
+                continue
+            saved = checkpoint
 
     def _observe(self, batch: Batch) -> None:
         for envelope in batch.events:
@@ -95,14 +133,13 @@ class Dispatcher:
                 heapq.heappush(self._queue, item)
             self._waiting.clear()
 
-    async def _dispatch_queued(self) -> None:
+    async def _start_queued(self) -> list[asyncio.Task[None]]:
         started: list[asyncio.Task[None]] = []
         while self._queue:
             item = heapq.heappop(self._queue)
             await self._slots.acquire()
             started.append(asyncio.get_running_loop().create_task(self._dispatch(item)))
-        if started:
-            await asyncio.gather(*started)
+        return started
 
     async def _dispatch(self, item: tuple[int, int, str]) -> None:
         task_id = item[2]
@@ -134,6 +171,10 @@ class Dispatcher:
                     self._selector.settled(miner.hotkey)
             self._queued.discard(task_id)
             self._sender.deliver(outcome)
+        except Exception:
+            # The log or the directory failed for a moment: try again with the waiting.
+            log.exception("dispatching task %s failed; it waits for the next try", task_id)
+            self._waiting.append(item)
         finally:
             self._slots.release()
 
@@ -142,4 +183,6 @@ class Dispatcher:
         for item in self._waiting:
             heapq.heappush(self._queue, item)
         self._waiting.clear()
-        await self._dispatch_queued()
+        started = await self._start_queued()
+        if started:
+            await asyncio.gather(*started)

@@ -1,0 +1,40 @@
+"""The dispatcher's checkpoint: written a moment after its dispatches, not after each batch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from miners.identity import Identity
+from taskledger.settings import Settings
+from taskledger.system import build_system
+from tests.support.fast_miners import FakeMiner, answer
+
+
+async def test_the_checkpoint_catches_up_once_the_dispatching_is_done(tmp_path: Path) -> None:
+    miner = await FakeMiner("5CheckpointMiner", answer).start()
+    settings = Settings(
+        data_dir=tmp_path, durability="normal", miners_per_type={"summarization": 1}
+    )
+    system = build_system(
+        settings, extra_miners=[miner.info], identity=Identity.from_uri("//TaskledgerTestProxy")
+    )
+    await system.start()
+    try:
+        state, _ = await system.intake.submit(
+            client="tester", task_type="summarization", priority="normal", input={"text": "One."}
+        )
+        created = (await system.log.read_stream(state.task_id))[0].position
+        assert created is not None
+        checkpoint = None
+        for _ in range(150):
+            checkpoint = await system.log.load_checkpoint("dispatcher")
+            if checkpoint is not None and int(checkpoint) >= created:
+                break
+            await asyncio.sleep(0.02)
+        assert checkpoint is not None and int(checkpoint) >= created
+        distributed = await system.handler.load(state.task_id)
+        assert distributed.status in ("DISTRIBUTED", "DONE")
+    finally:
+        await system.close()
+        await miner.stop()
