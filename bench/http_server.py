@@ -16,12 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from miners.client import MinerClient
 from miners.directory import CAPABILITIES, MinerInfo
 from miners.identity import Identity
 from miners.reference_validator import ReferenceValidator
+from taskledger.collector import tune_collector
 from taskledger.dev import free_port
 from taskledger.serving import serve_until_stopped
 from taskledger.settings import Settings
@@ -30,9 +32,10 @@ from taskledger.system import build_system
 
 async def _fast_miner(index: int) -> tuple[MinerInfo, web.AppRunner]:
     async def task(request: web.Request) -> web.Response:
-        payload: dict[str, Any] = await request.json()
+        payload: dict[str, Any] = orjson.loads(await request.read())
         text = str(payload["input"].get("text", ""))
-        return web.json_response({"result": {"summary": " ".join(text.split()[:12])}})
+        answer = {"result": {"summary": " ".join(text.split()[:12])}}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/task", task)
@@ -65,13 +68,16 @@ async def main(data_dir: Path, port: int, miners: int, role: str, event_log: str
         identity=proxy,
         with_processors=with_processors,
     )
-    client = MinerClient(validator, timeout_seconds=30.0, max_connections=16)
+    # A validator talks to the proxy alone: every connection of the pool may go there.
+    client = MinerClient(
+        validator, timeout_seconds=30.0, max_connections=16, max_connections_per_peer=16
+    )
     background: list[asyncio.Task[None]] = []
 
     async def ready() -> None:
         if with_processors:
             reference = ReferenceValidator(
-                validator, client, settings.base_url, proxy.ss58, batch=200
+                validator, client, settings.base_url, proxy.ss58, batch=200, concurrency=16
             )
             background.append(asyncio.create_task(reference.run(interval=0.05)))
         print(json.dumps({"url": settings.base_url, "key": key, "role": role}), flush=True)
@@ -89,6 +95,9 @@ async def main(data_dir: Path, port: int, miners: int, role: str, event_log: str
 
 
 if __name__ == "__main__":
+    # The collector as every `taskledger` command runs it (taskledger/cli.py), so that
+    # these processes measure what `taskledger serve` does.
+    tune_collector()
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)

@@ -1,8 +1,10 @@
 """`taskledger bench kafka`: the whole pipeline on one local Kafka broker, over HTTP.
 
-The proxy runs with `TASKLEDGER_EVENT_LOG=kafka://…` (one process: on Kafka one
-process per writer id appends), with fast miners and the reference validator;
-the load comes from this process over loopback. Besides the HTTP phases it
+The proxy runs with `TASKLEDGER_EVENT_LOG=kafka://…` as two processes, as an operator
+would split it: the edge (`--role edge`), which sends commands through the broker, and
+the processors (`--role processors`: the command processor, and as leader the dispatcher,
+deadlines and projections, with fast miners and the reference validator); the load comes
+from this process over loopback. Besides the HTTP phases it
 follows `<prefix>.status` with a plain aiokafka consumer, to time intake to the
 first status document past PENDING on the topic.
 """
@@ -104,6 +106,19 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("the Kafka broker did not start (is Maven reachable for the jars?)")
 
 
+async def _warm_up(load: Load, timeout: float = 120.0) -> None:
+    """Until a task goes all the way: the processors' group has formed and one leads."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task_id = await load.submit(-1)
+        if task_id is not None:
+            with contextlib.suppress(TimeoutError):
+                await load.wait_terminal([task_id], timeout=30)
+                return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the pipeline did not complete a task within the warm-up")
+
+
 async def _drive(
     url: str, key: str, bootstrap: str, prefix: str, rate: float, seconds: float, tasks: int
 ) -> dict[str, Any]:
@@ -112,6 +127,7 @@ async def _drive(
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
             load = Load(session, url, key)
+            await _warm_up(load)
             sent: dict[str, float] = {}
             latency = await latency_phase(load, rate, seconds, sent)
             await asyncio.sleep(1.0)

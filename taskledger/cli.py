@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from taskledger.collector import tune_collector
 from taskledger.settings import Settings, SettingsError, from_environment
 
 
@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler: Any = arguments.handler
-    # Deciding, sealing and folding make many short-lived objects and few reference
-    # cycles: a larger young generation runs the cycle collector far less often.
-    gc.set_threshold(10_000, 50, 50)
+    tune_collector()
     try:
         return int(handler(arguments))
     except SettingsError as error:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from http_edge.app import create_app
 from miners.reference_cli import until_stopped
+from taskledger.collector import freeze_startup_objects
 from taskledger.system import System
 
 
@@ -35,6 +36,7 @@ async def serve_until_stopped(
         await system.start(edge=edge, processors=processors)
         if edge:
             runner = await start_edge(system, system.settings.host, system.settings.port)
+        freeze_startup_objects()
         if on_ready is not None:
             await on_ready()
         await until_stopped()
