@@ -264,6 +264,9 @@ class StreamWriter:
             transaction_timeout_ms=self._log.transaction_timeout_ms,
             request_timeout_ms=self._log.request_timeout_ms,
             max_request_size=4 * 1024 * 1024,
+            # A transaction begun right after the last one commits is often told to wait
+            # for that one's markers (CONCURRENT_TRANSACTIONS): retry in 10 ms, not 100.
+            retry_backoff_ms=10,
         )
         try:
             async with asyncio.timeout(self._log.request_timeout_ms / 1000 * 2):
