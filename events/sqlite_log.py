@@ -230,8 +230,6 @@ class SqliteEventLog:
     def _reader(self) -> sqlite3.Connection:
         if self._reader_connection is None:
             self._reader_connection = _connect(self.path, self._durability)
-            # Reads straight from the page cache, without a read() call per page.
-            self._reader_connection.execute("PRAGMA mmap_size=1073741824")
         return self._reader_connection
 
     async def _read(self, query: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
