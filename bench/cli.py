@@ -141,9 +141,10 @@ def http(arguments: argparse.Namespace) -> int:
             "## HTTP (embedded log; edge and processors as two processes)",
             "",
             "Command: `taskledger bench http`. The edge and the processors (with fast "
-            "miners answering at once and the reference validator posting over HTTP) run "
-            "as two processes on one data directory; the load comes from a third over "
-            "loopback (aiohttp, 64 connections). Phases: open-loop latency at the offered "
+            "miners answering at once and the reference validator posting over HTTP, up "
+            "to 16 evaluations in flight) run as two processes on one data directory; the "
+            "load comes from a third over loopback (aiohttp, 64 connections), polling the "
+            "oldest unfinished tasks' status. Phases: open-loop latency at the offered "
             "rate, then lifecycles as fast as they go, then intake alone.",
             "",
             "| figure | goal | measured |",
@@ -192,9 +193,12 @@ def kafka(arguments: argparse.Namespace) -> int:
             "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",
             "",
             f"Command: `taskledger bench kafka`; broker: {broker}. The proxy runs with "
-            "`TASKLEDGER_EVENT_LOG=kafka://…` in one process (fast miners, the reference "
-            "validator over HTTP); the load and a plain aiokafka follower of the status "
-            "topic run in another. Events/s counts 8 events per completed lifecycle.",
+            "`TASKLEDGER_EVENT_LOG=kafka://…` as two processes: `--role edge`, sending "
+            "commands through the broker, and `--role processors` (the command processor "
+            "and, as leader, the dispatcher, deadlines and projections; fast miners, the "
+            "reference validator over HTTP). The load and a plain aiokafka follower of the "
+            "status topic run in a third, after one task has gone all the way. Events/s "
+            "counts 8 events per completed lifecycle.",
             "",
             "| figure | goal | measured |",
             "|---|---|---|",
