@@ -503,12 +503,14 @@ class KafkaEventLog:
         # Give up on a transaction well before the coordinator would abort it (which bumps
         # the producer epoch and looks exactly like being fenced).
         self.transaction_seconds = transaction_timeout_ms / 1000 / 2
+        self.settle_seconds = 2.0
         self._poll_ms = poll_ms
         self._started = False
         self._start_lock = asyncio.Lock()
         self._admin: Any = None
         self._plain: Any = None
         self._meta_reader: Any = None
+        self._meta_probe: Any = None
         self._meta_lock = asyncio.Lock()
         self._meta_positions: dict[TopicPartition, int] = {}
         self._events_reader: Any = None
@@ -578,6 +580,10 @@ class KafkaEventLog:
         await self._plain.start()
         self._meta_reader = self._consumer("meta")
         await self._meta_reader.start()
+        # Sees the high watermark (undecided transactions included) where the reader
+        # sees only the last stable offset: see _stable_ends.
+        self._meta_probe = self._consumer("meta-probe", isolation_level="read_uncommitted")
+        await self._meta_probe.start()
         meta = [TopicPartition(self.topics.heads, p) for p in range(self.topics.partitions)]
         meta.append(TopicPartition(self.topics.checkpoints, 0))
         self._meta_reader.assign(meta)
@@ -590,14 +596,14 @@ class KafkaEventLog:
         self._events_reader.assign(tps)
         self._events_reader.pause(*tps)
 
-    def _consumer(self, role: str) -> Any:
+    def _consumer(self, role: str, isolation_level: str = "read_committed") -> Any:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.topics.prefix}-{role}",
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            isolation_level="read_committed",
+            isolation_level=isolation_level,
             fetch_max_wait_ms=self._poll_ms,
             request_timeout_ms=self.request_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -645,8 +651,8 @@ class KafkaEventLog:
         await self._stop_clients()
 
     async def _stop_clients(self) -> None:
-        clients = (self._events_reader, self._meta_reader, self._plain)
-        self._events_reader = self._meta_reader = self._plain = None
+        clients = (self._events_reader, self._meta_reader, self._meta_probe, self._plain)
+        self._events_reader = self._meta_reader = self._meta_probe = self._plain = None
         for client in clients:
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -806,7 +812,7 @@ class KafkaEventLog:
 
     async def _read_meta_to_end(self, tps: Sequence[TopicPartition], deadline: float) -> None:
         reader = self._meta_reader
-        ends = await self._timed(reader.end_offsets(list(tps)))
+        ends = await self._stable_ends(tps, deadline)
         behind = [tp for tp in tps if self._meta_positions[tp] < ends[tp]]
         while behind:
             fetched = await reader.getmany(*behind, timeout_ms=self._poll_ms)
@@ -818,6 +824,25 @@ class KafkaEventLog:
             behind = [tp for tp in behind if self._meta_positions[tp] < ends[tp]]
             if behind and time.monotonic() > deadline:
                 raise LogUnavailable(f"could not read {behind} to their end")
+
+    async def _stable_ends(
+        self, tps: Sequence[TopicPartition], deadline: float
+    ) -> dict[TopicPartition, int]:
+        """The last stable offsets, once every transaction begun before now is decided.
+
+        A writer's commit is acknowledged before its markers reach every partition: the
+        reply to a command may be read while the heads partition still shows that
+        transaction as undecided. Waiting for what was written before this read (for at
+        most ``settle_seconds``) means a task another process has accepted is found.
+        """
+        tps = list(tps)
+        stable = await self._timed(self._meta_reader.end_offsets(tps))
+        written = await self._timed(self._meta_probe.end_offsets(tps))
+        settle = min(deadline, time.monotonic() + self.settle_seconds)
+        while any(stable[tp] < written[tp] for tp in tps) and time.monotonic() < settle:
+            await asyncio.sleep(0.002)
+            stable = await self._timed(self._meta_reader.end_offsets(tps))
+        return dict(stable)
 
     def _apply_meta(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if key is None:

@@ -124,14 +124,17 @@ async def miners(count: int) -> AsyncIterator[list[FakeMiner]]:
             await miner.stop()
 
 
-async def submit(session: aiohttp.ClientSession, edge: str, n: int) -> str:
+async def submit(session: aiohttp.ClientSession, edges: list[str], n: int) -> str:
+    """Submit through one edge; the other knows the task at once (202 means accepted)."""
     async with session.post(
-        f"{edge}/api/v1/summarization",
+        f"{edges[n % 2]}/api/v1/summarization",
         json={"text": f"task number {n}: a text worth summarising, in a few words"},
         headers={"Authorization": f"Bearer {API_KEY}"},
     ) as response:
         assert response.status == 202, await response.text()
-        return str((await response.json())["task_id"])
+        task_id = str((await response.json())["task_id"])
+    await status(session, edges[(n + 1) % 2], task_id)
+    return task_id
 
 
 async def status(session: aiohttp.ClientSession, edge: str, task_id: str) -> dict[str, Any]:
@@ -223,12 +226,12 @@ async def run_tasks(
     async with aiohttp.ClientSession() as session:
         validator = MinerClient(VALIDATOR, timeout_seconds=10, max_connections=4)
         try:
-            first = [await submit(session, edges[n % 2], n) for n in range(20)]
+            first = [await submit(session, edges, n) for n in range(20)]
             # The second edge runs no processor: its stream hears the status topic.
             streaming = asyncio.create_task(stream(session, edges[1], first[0]))
             await wait_for(session, edges[0], first[-1], "DONE", timeout=60)
             kill.send_signal(signal.SIGKILL)
-            later = [await submit(session, edges[n % 2], n) for n in range(20, 40)]
+            later = [await submit(session, edges, n) for n in range(20, 40)]
             for task_id in first + later:
                 document = await wait_for(session, edges[0], task_id, "DONE", timeout=90)
                 scores = {slot["hotkey"]: 0.9 for slot in document["miners"]}
