@@ -609,6 +609,32 @@ class KafkaEventLog:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
 
+    async def follow_from_end(self, role: str, tps: Sequence[TopicPartition]) -> Any:
+        """A started consumer of committed records on ``tps``, positioned at their ends now.
+
+        For followers that care only about what comes next (command replies, status for
+        live streams): nothing written after this returns is missed.
+        """
+        await self.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.topics.prefix}-{role}",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(tps))
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)  # resolved now, not at the first fetch
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
     async def _ensure_topics(self) -> None:
         response = await self._admin.create_topics(self.topics.specs())
         for topic, code, *_ in response.topic_errors:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
@@ -55,19 +55,8 @@ class KafkaCommandBus:
                 return
             await self.log.start()
             topics = self.log.topics
-            replies = AIOKafkaConsumer(
-                bootstrap_servers=self.log.bootstrap,
-                client_id=f"{topics.prefix}-replies",
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                fetch_max_wait_ms=20,
-            )
-            await replies.start()
-            tp = TopicPartition(topics.replies, 0)
-            replies.assign([tp])
-            await replies.seek_to_end(tp)
-            await replies.position(tp)  # resolved now: no reply to a later command is missed
+            # From the end as of now: no reply to a command sent after this is missed.
+            replies = await self.log.follow_from_end("replies", [TopicPartition(topics.replies, 0)])
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.log.bootstrap,
                 client_id=f"{topics.prefix}-commands",

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from events.kafka_log import KafkaEventLog
@@ -43,22 +43,10 @@ class StatusTopicFeed:
                 del self._listeners[task_id]
 
     async def start(self) -> None:
-        await self.log.start()
+        await self.log.start()  # first: it learns how many partitions the topics have
         topics = self.log.topics
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.log.bootstrap,
-            client_id=f"{topics.prefix}-status-feed",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            fetch_max_wait_ms=20,
-        )
-        await consumer.start()
         tps = [TopicPartition(topics.status, p) for p in range(topics.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
+        consumer = await self.log.follow_from_end("status-feed", tps)
         self._consumer = consumer
         self._task = asyncio.create_task(self._follow(), name="status-feed")
 
