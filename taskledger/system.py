@@ -126,10 +126,6 @@ class System:
     leader_runtime: Runtime | None = None
     _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    @property
-    def on_kafka(self) -> bool:
-        return isinstance(self.log, KafkaEventLog)
-
     def edge_context(self) -> EdgeContext:
         return EdgeContext(
             intake=self.intake,
