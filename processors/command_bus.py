@@ -19,7 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
@@ -27,7 +27,7 @@ from events import LogUnavailable
 from events.kafka_log import KafkaEventLog
 from processors.command_replies import CommandReply
 from processors.commands import Outcome, new_id
-from processors.kafka_runtime import CommandMessage
+from processors.kafka_runtime import CommandPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class KafkaCommandBus:
     def __init__(self, log: KafkaEventLog, *, reply_timeout: float = 30.0) -> None:
         self.log = log
         self.reply_timeout = reply_timeout
-        self._producer: Any = None
+        self._publisher = CommandPublisher(log)
         self._replies: Any = None
         self._follower: asyncio.Task[None] | None = None
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
@@ -54,17 +54,11 @@ class KafkaCommandBus:
             if self._started:
                 return
             await self.log.start()
-            topics = self.log.topics
             # From the end as of now: no reply to a command sent after this is missed.
-            replies = await self.log.follow_from_end("replies", [TopicPartition(topics.replies, 0)])
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.log.bootstrap,
-                client_id=f"{topics.prefix}-commands",
-                enable_idempotence=True,
-                acks="all",
+            self._replies = await self.log.follow_from_end(
+                "replies", [TopicPartition(self.log.topics.replies, 0)]
             )
-            await producer.start()
-            self._replies, self._producer = replies, producer
+            await self._publisher.start()
             self._follower = asyncio.create_task(self._follow(), name="command-replies")
             self._started = True
 
@@ -74,11 +68,12 @@ class KafkaCommandBus:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
-        for client in (self._producer, self._replies):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.stop(), 10)
-        self._producer = self._replies = None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._publisher.stop(), 10)
+        if self._replies is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._replies.stop(), 10)
+        self._replies = None
         self._started = False
         for future in self._waiting.values():
             if not future.done():
@@ -98,27 +93,27 @@ class KafkaCommandBus:
         correlation_id: str | None = None,
     ) -> Outcome:
         await self.start()
-        message = CommandMessage(
-            new_id(), task_id, actor, command, correlation_id, causation_id=causation_id
-        )
+        command_id = new_id()
         future: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
-        self._waiting[message.command_id] = future
+        self._waiting[command_id] = future  # before sending: the reply may come at once
         try:
-            await self._producer.send_and_wait(
-                self.log.topics.commands,
-                value=message.encode(),
-                key=task_id.encode(),
-                partition=self.log.partition_of(task_id),
+            await self._publisher.submit(
+                task_id,
+                command,
+                actor=actor,
+                command_id=command_id,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
             )
             try:
                 reply = await asyncio.wait_for(future, self.reply_timeout)
             except TimeoutError:
                 raise NoReply(
-                    f"no command processor answered command {message.command_id} "
+                    f"no command processor answered command {command_id} "
                     f"for task {task_id} within {self.reply_timeout:g}s"
                 ) from None
         finally:
-            self._waiting.pop(message.command_id, None)
+            self._waiting.pop(command_id, None)
         if reply.error is not None:
             raise reply.error
         assert reply.state is not None

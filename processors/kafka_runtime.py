@@ -175,8 +175,9 @@ class CommandPublisher:
         await self._producer.start()
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     async def submit(
         self,
@@ -186,8 +187,11 @@ class CommandPublisher:
         actor: str,
         command_id: str | None = None,
         correlation_id: str | None = None,
+        causation_id: str | None = None,
     ) -> str:
-        message = CommandMessage(command_id or new_id(), task_id, actor, command, correlation_id)
+        message = CommandMessage(
+            command_id or new_id(), task_id, actor, command, correlation_id, causation_id
+        )
         await self._producer.send_and_wait(
             self._log.topics.commands,
             value=message.encode(),
