@@ -69,6 +69,19 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 
 _ROWS_PER_STATEMENT = 500
 
+Shard = tuple[int, int]
+"""(index, count): the streams whose task id ends in a character with code point
+``% count == index``. Every stream is in exactly one shard of a count."""
+
+
+def _shard_filter(shard: Shard | None) -> tuple[str, tuple[int, ...]]:
+    if shard is None:
+        return "", ()
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    return " AND COALESCE(unicode(substr(task_id, -1)), 0) % ? = ?", (count, index)
+
 
 def _stored_heads(connection: sqlite3.Connection, task_ids: set[str]) -> dict[str, tuple[int, str]]:
     heads: dict[str, tuple[int, str]] = {}
@@ -270,19 +283,23 @@ class SqliteEventLog:
                 await asyncio.wait_for(wakeup.wait(), self._poll_seconds)
 
     async def raw_batches(
-        self, batch_size: int
+        self, batch_size: int, shard: Shard | None = None
     ) -> AsyncIterator[list[tuple[int, str, int, bytes, str]]]:
-        """Every stored (position, task id, sequence, body, hash) in log order, to the end."""
+        """Every stored (position, task id, sequence, body, hash) in log order, to the end.
+
+        With ``shard``, only the rows of that shard's streams (see :data:`Shard`).
+        """
+        where, shard_parameters = _shard_filter(shard)
         query = (
-            "SELECT position, task_id, sequence, body, hash FROM events WHERE position > ? "
-            "ORDER BY position LIMIT ?"
+            "SELECT position, task_id, sequence, body, hash FROM events "
+            f"WHERE position > ?{where} ORDER BY position LIMIT ?"
         )
         after = 0
         while True:
             # On the loop's thread: a reader thread would hold the GIL for most of
             # the read anyway, building the rows.
             rows: list[tuple[int, str, int, bytes, str]] = (
-                self._reader().execute(query, (after, batch_size)).fetchall()
+                self._reader().execute(query, (after, *shard_parameters, batch_size)).fetchall()
             )
             if not rows:
                 return
@@ -290,8 +307,11 @@ class SqliteEventLog:
             yield rows
             await asyncio.sleep(0)  # let the rest of the loop run between batches
 
-    async def stream_heads(self) -> list[StreamHead]:
-        rows = await self._read("SELECT task_id, sequence, head_hash FROM streams", ())
+    async def stream_heads(self, shard: Shard | None = None) -> list[StreamHead]:
+        where, shard_parameters = _shard_filter(shard)
+        rows = await self._read(
+            f"SELECT task_id, sequence, head_hash FROM streams WHERE 1{where}", shard_parameters
+        )
         return [StreamHead(task_id, sequence, hash) for task_id, sequence, hash in rows]
 
     async def load_checkpoint(self, consumer: str) -> str | None:

@@ -107,6 +107,8 @@ class Auditor:
             self._violate(
                 task_id, sequence, "misplaced_event", "the body names another task or sequence"
             )
+            # The row is checked in the stream it is stored in, as readers of that stream get it.
+            fields = {**fields, "task_id": task_id, "sequence": sequence}
         self.check_stored(body, hash, fields)
 
     def check_stored(self, body: bytes, hash: str, fields: dict[str, Any]) -> None:

@@ -21,10 +21,19 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     )
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _audit(arguments: argparse.Namespace) -> int:
     from taskledger.inspect_log import audit
 
-    return asyncio.run(audit(_settings(arguments), as_json=arguments.json))
+    return asyncio.run(
+        audit(_settings(arguments), as_json=arguments.json, workers=arguments.workers)
+    )
 
 
 def _replay(arguments: argparse.Namespace) -> int:
@@ -97,6 +106,13 @@ def parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="check every hash link and transition of the log")
     data_dir(audit)
     audit.add_argument("--json", action="store_true")
+    audit.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="processes auditing the embedded log, each a share of the tasks "
+        "(default: one per available core)",
+    )
     audit.set_defaults(handler=_audit)
 
     replay = commands.add_parser("replay", help="rebuild the read models from the log")

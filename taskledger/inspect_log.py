@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
 
 import orjson
 
+from events import EventLog
+from events.sqlite_log import SqliteEventLog
 from projections import Projector, rebuild
-from projections.audit import audit_log
+from projections.audit import AuditReport, audit_log
+from projections.audit_shards import audit_in_shards
 from taskledger.backends import open_event_log, open_read_models
 from taskledger.settings import Settings
 
@@ -32,10 +36,20 @@ class Progress:
             print(f"{self._verb} {done:,} events ({rate:,.0f}/s)", file=self._stream, flush=True)
 
 
-async def audit(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+# Below this many events a second process costs more than it saves.
+SHARDED_AUDIT_FROM = 20_000
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+async def audit(
+    settings: Settings, *, as_json: bool, workers: int | None = None, out: TextIO = sys.stdout
+) -> int:
     log = open_event_log(settings)
     try:
-        report = await audit_log(log, progress=Progress("audited"))
+        report = await _audit(log, workers or available_cores())
     finally:
         await log.close()
     if as_json:
@@ -72,6 +86,19 @@ async def audit(settings: Settings, *, as_json: bool, out: TextIO = sys.stdout) 
             file=out,
         )
     return 0 if report.clean else 1
+
+
+async def _audit(log: EventLog, workers: int) -> AuditReport:
+    """The embedded log is audited on every core once it is large; others in one process."""
+    progress = Progress("audited")
+    if (
+        isinstance(log, SqliteEventLog)
+        and workers > 1
+        and await log.head_position() >= SHARDED_AUDIT_FROM
+    ):
+        path = log.path
+        return await audit_in_shards(lambda: SqliteEventLog(path), workers, progress=progress)
+    return await audit_log(log, progress=progress)
 
 
 async def replay(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -275,7 +275,8 @@ def swap_rows(connection: sqlite3.Connection, with_hashes: bool) -> tuple[int, s
     second = (b1, h1) if with_hashes else (b1,)
     connection.execute(f"UPDATE events SET {columns} WHERE position = ?", (*first, p1))
     connection.execute(f"UPDATE events SET {columns} WHERE position = ?", (*second, p2))
-    return (s1 + 2, {"sequence_gap"}) if with_hashes else (s1, {"hash_mismatch"})
+    # Each row is checked where it is stored: a body carried along with its hash is misplaced.
+    return (s1, {"misplaced_event", "broken_link"}) if with_hashes else (s1, {"hash_mismatch"})
 
 
 def overwrite_body(connection: sqlite3.Connection) -> tuple[int, set[str]]:
