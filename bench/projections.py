@@ -34,14 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.cloud import firestore
-
 from bench.report import machine, publish
 from bench.workload import EVENTS_PER_TASK, lifecycles
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler
 from projections import Projector, ReadModelStore
-from projections.firestore_store import FirestoreReadModelStore
 from projections.sqlite_store import SqliteReadModelStore
 
 STORE_KINDS = ("sqlite", "firestore")
@@ -133,6 +130,11 @@ def _store(kind: str, directory: Path, firestore_host: str | None) -> ReadModelS
         return SqliteReadModelStore(directory / "readmodels.db")
     if firestore_host is None:
         raise ValueError("the Firestore bench needs an emulator's host:port")
+    # Google's client takes a good part of a second to import: only when measuring it.
+    from google.cloud import firestore
+
+    from projections.firestore_store import FirestoreReadModelStore
+
     # The client reaches an emulator only through this variable, read in its
     # constructor; a project of its own keeps every run apart.
     previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
