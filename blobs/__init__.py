@@ -1,6 +1,9 @@
-"""File storage for uploaded and produced audio, addressed by content hash."""
+"""File storage for uploaded and produced audio, addressed by content hash.
 
-from blobs.gcs import LIFECYCLE_RULES, GcsBlobStore
+The Cloud Storage backend is ``blobs.gcs``, imported where it is chosen: Google's
+client takes a good part of a second to import, on every command.
+"""
+
 from blobs.local import LocalBlobStore
 from blobs.port import (
     BlobNotFound,
@@ -13,12 +16,10 @@ from blobs.port import (
 from blobs.sniff import SNIFF_BYTES, sniff_audio
 
 __all__ = [
-    "LIFECYCLE_RULES",
     "SNIFF_BYTES",
     "BlobNotFound",
     "BlobRef",
     "BlobStore",
-    "GcsBlobStore",
     "LocalBlobStore",
     "digest_of",
     "sniff_audio",

@@ -6,40 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from pathlib import Path
 
 from aiohttp import web
 from bittensor.http_auth import InMemoryNonceStore
 
 from miners.client import MinerClient, PeerUnreachable
-from miners.directory import CAPABILITIES
 from miners.identity import Identity
 from miners.reference_miner import MinerKnobs, ReferenceMiner
 from miners.reference_validator import ReferenceValidator
-
-
-def add_miner_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wallets-dir", type=Path, default=Path(".taskledger/wallets"))
-    parser.add_argument("--wallet", default="reference-miner")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8091)
-    parser.add_argument(
-        "--capabilities", default=",".join(sorted(CAPABILITIES)), help="comma-separated"
-    )
-    parser.add_argument("--proxy-hotkey", action="append", help="accept work only from these")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each task")
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered with 500")
-    parser.add_argument("--silence-rate", type=float, default=0.0, help="share never answered")
-    parser.add_argument("--deferred", action="store_true", help="answer 202, post the result later")
-
-
-def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wallets-dir", type=Path, default=Path(".taskledger/wallets"))
-    parser.add_argument("--wallet", default="reference-validator")
-    parser.add_argument("--proxy", default="http://127.0.0.1:8080", help="the proxy's base URL")
-    parser.add_argument("--proxy-hotkey", help="default: asked from the proxy's /api/v1/health")
-    parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("--once", action="store_true", help="evaluate one batch and stop")
 
 
 async def until_stopped() -> None:

@@ -125,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     history.set_defaults(handler=_events)
 
-    from miners.reference_cli import add_miner_arguments, add_validator_arguments
+    from miners.reference_arguments import add_miner_arguments, add_validator_arguments
 
     miner = commands.add_parser("miner", help="run the reference miner against a proxy")
     add_miner_arguments(miner)

@@ -24,7 +24,8 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 import blobs
-from blobs import LIFECYCLE_RULES, BlobStore, GcsBlobStore
+from blobs import BlobStore
+from blobs.gcs import LIFECYCLE_RULES, GcsBlobStore
 from tests.contract.blob_store_contract import SAMPLE, BlobStoreContract
 
 if TYPE_CHECKING:
