@@ -11,7 +11,7 @@ from aggregates.commands import (
     RecordFailure,
     RecordResponse,
 )
-from aggregates.decider import decide
+from aggregates.decider import Decision, decide, decide_evolved
 from aggregates.errors import (
     AlreadyAnswered,
     DomainError,
@@ -48,6 +48,7 @@ __all__ = [
     "CheckDeadlines",
     "Command",
     "CreateTask",
+    "Decision",
     "DistributeTask",
     "DomainError",
     "Evaluate",
@@ -64,6 +65,7 @@ __all__ = [
     "TaskNotFound",
     "TaskState",
     "decide",
+    "decide_evolved",
     "evolve",
     "fold",
     "next_status",

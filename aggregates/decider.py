@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from aggregates.commands import (
     ArchiveTask,
@@ -45,15 +46,31 @@ from events import (
 )
 
 
+class Decision(NamedTuple):
+    """A command's events, and the state they leave, each evolved at the command's ``now``."""
+
+    events: list[Event]
+    state: TaskState
+
+
 def decide(state: TaskState, command: Command) -> list[Event]:
     """The events that ``command`` causes in ``state``; raises a DomainError to refuse it."""
+    return decide_evolved(state, command).events
+
+
+def decide_evolved(state: TaskState, command: Command) -> Decision:
+    """:func:`decide`, and the state after its events.
+
+    Settling a task needs the state after the miner's event; this returns that
+    work instead of having the caller evolve the same events again.
+    """
     if isinstance(command, CreateTask):
-        return _create(state, command)
+        return _evolved(state, _create(state, command), command.now)
     if not state.exists:
         raise TaskNotFound(f"task {state.task_id} does not exist")
     match command:
         case DistributeTask():
-            return _distribute(state, command)
+            return _evolved(state, _distribute(state, command), command.now)
         case RecordResponse():
             return _respond(state, command)
         case RecordFailure():
@@ -61,11 +78,11 @@ def decide(state: TaskState, command: Command) -> list[Event]:
         case CheckDeadlines():
             return _check_deadlines(state, command)
         case Evaluate():
-            return _evaluate(state, command)
+            return _evolved(state, _evaluate(state, command), command.now)
         case CancelTask():
-            return _cancel(state, command)
+            return _evolved(state, _cancel(state, command), command.now)
         case ArchiveTask():
-            return _archive(state, command)
+            return _evolved(state, _archive(state, command), command.now)
     raise InvalidCommand(f"unknown command {type(command).__name__}")
 
 
@@ -115,45 +132,44 @@ def _answering_slot(state: TaskState, hotkey: str) -> MinerSlot:
     return slot
 
 
-def _respond(state: TaskState, command: RecordResponse) -> list[Event]:
+def _respond(state: TaskState, command: RecordResponse) -> Decision:
     _answering_slot(state, command.hotkey)
     if not command.latency_ms >= 0:  # also refuses NaN
         raise InvalidCommand("a latency cannot be negative")
     events: list[Event] = [
         MinerResponded(hotkey=command.hotkey, result=command.result, latency_ms=command.latency_ms)
     ]
-    return events + _settlement(_apply(state, events, command.now))
+    return _settled(state, events, command.now)
 
 
-def _fail_miner(state: TaskState, command: RecordFailure) -> list[Event]:
+def _fail_miner(state: TaskState, command: RecordFailure) -> Decision:
     _answering_slot(state, command.hotkey)
     events: list[Event] = [MinerFailed(hotkey=command.hotkey, reason=command.reason)]
     replacements = (command.replacement,) if command.replacement else ()
     events += _replacements(state, replacements, [command.hotkey], command)
-    return events + _settlement(_apply(state, events, command.now))
+    return _settled(state, events, command.now)
 
 
-def _check_deadlines(state: TaskState, command: CheckDeadlines) -> list[Event]:
+def _check_deadlines(state: TaskState, command: CheckDeadlines) -> Decision:
     now = command.now
     if state.status not in OPEN:
-        return []
+        return Decision([], state)
     task_expired = state.deadline is not None and now >= state.deadline
     if state.status == "PENDING":
         if not task_expired:
-            return []
-        return [
-            TaskFailed(
-                code="deadline_exceeded",
-                message="the deadline passed before any miner could take the task",
-            )
-        ]
+            return Decision([], state)
+        failed = TaskFailed(
+            code="deadline_exceeded",
+            message="the deadline passed before any miner could take the task",
+        )
+        return _evolved(state, [failed], now)
     due = [slot for slot in state.assigned() if task_expired or slot.deadline <= now]
     if not due:
-        return []
+        return Decision([], state)
     events: list[Event] = [MinerTimedOut(hotkey=slot.hotkey) for slot in due]
     if not task_expired:
         events += _replacements(state, command.replacements, [s.hotkey for s in due], command)
-    return events + _settlement(_apply(state, events, now))
+    return _settled(state, events, now)
 
 
 def _replacements(
@@ -224,6 +240,17 @@ def _archive(state: TaskState, command: ArchiveTask) -> list[Event]:
     if state.archived:
         return []
     return [TaskArchived(blobs_deleted=command.blobs_deleted)]
+
+
+def _settled(state: TaskState, events: list[Event], now: datetime) -> Decision:
+    """``events`` about miners, then whatever settles the task once they have happened."""
+    after = _apply(state, events, now)
+    settlement = _settlement(after)
+    return Decision(events + settlement, _apply(after, settlement, now))
+
+
+def _evolved(state: TaskState, events: list[Event], now: datetime) -> Decision:
+    return Decision(events, _apply(state, events, now))
 
 
 def _apply(state: TaskState, events: Sequence[Event], now: datetime) -> TaskState:

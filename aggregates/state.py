@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -106,7 +106,7 @@ def _settle(
             values[_SLOT_FIELD["state"]] = next_miner_state(slot.state, event_type)
             for name, value in changes.items():
                 values[_SLOT_FIELD[name]] = value
-            slots[index] = MinerSlot._make(values)
+            slots[index] = _new_slot_tuple(MinerSlot, values)
             return tuple(slots)
     raise MinerNotAssigned(f"miner {hotkey} is not assigned to task {state.task_id}")
 
@@ -169,6 +169,12 @@ _FIELD = {name: index for index, name in enumerate(TaskState._fields)}
 _STATUS, _VERSION, _UPDATED_AT = _FIELD["status"], _FIELD["version"], _FIELD["updated_at"]
 
 
+# ``NamedTuple._make`` without its method call and length check: every value
+# list here is a copy of a whole state or slot, so it always has every field.
+_new_state: Callable[[type[TaskState], list[Any]], TaskState] = tuple.__new__
+_new_slot_tuple: Callable[[type[MinerSlot], list[Any]], MinerSlot] = tuple.__new__
+
+
 def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
     """Apply one event. Raises IllegalTransition for an event the table does not allow."""
     values = list(state)
@@ -178,7 +184,7 @@ def evolve(state: TaskState, event: Event, at: datetime) -> TaskState:
     # NamedTuple._replace looks every field up by name; this is the same, by place.
     for name, value in _changes(state, event, at).items():
         values[_FIELD[name]] = value
-    return TaskState._make(values)
+    return _new_state(TaskState, values)
 
 
 def fold(task_id: str, envelopes: Iterable[Envelope]) -> TaskState:

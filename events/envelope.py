@@ -10,7 +10,7 @@ from typing import Any
 from events.codec import GENESIS_HASH, canonical, decode, format_time, parse_time, sha256_hex
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Envelope:
     """One immutable, sealed fact in a task's stream.
 
@@ -33,6 +33,42 @@ class Envelope:
     hash: str
     body: bytes = field(repr=False, compare=False)
     position: int | None = field(default=None, compare=False)
+
+    def __init__(
+        self,
+        event_id: str,
+        task_id: str,
+        sequence: int,
+        type: str,
+        version: int,
+        occurred_at: str,
+        causation_id: str | None,
+        correlation_id: str | None,
+        actor: str,
+        data: dict[str, Any],
+        prev_hash: str,
+        hash: str,
+        body: bytes,
+        position: int | None = None,
+    ) -> None:
+        # Frozen, so set as the generated __init__ sets fields, through
+        # object.__setattr__, but looked up once rather than once per field:
+        # every event read or sealed is built here.
+        set_field = object.__setattr__
+        set_field(self, "event_id", event_id)
+        set_field(self, "task_id", task_id)
+        set_field(self, "sequence", sequence)
+        set_field(self, "type", type)
+        set_field(self, "version", version)
+        set_field(self, "occurred_at", occurred_at)
+        set_field(self, "causation_id", causation_id)
+        set_field(self, "correlation_id", correlation_id)
+        set_field(self, "actor", actor)
+        set_field(self, "data", data)
+        set_field(self, "prev_hash", prev_hash)
+        set_field(self, "hash", hash)
+        set_field(self, "body", body)
+        set_field(self, "position", position)
 
     @property
     def occurred(self) -> datetime:

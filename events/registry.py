@@ -19,6 +19,11 @@ class UnknownEventType(Exception):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in EVENT_CLASSES}
+# ``cls.model_validate(data)`` without its Python wrapper: a third of its cost for
+# the small payloads of a log, which every fold reads.
+_VALIDATE: dict[str, Callable[[dict[str, Any]], Any]] = {
+    cls.TYPE: cls.__pydantic_validator__.validate_python for cls in EVENT_CLASSES
+}
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 
@@ -64,7 +69,8 @@ def payload_of(envelope: Envelope) -> Event:
     data = envelope.data
     if envelope.version != cls.VERSION:
         data = upcast(envelope.type, envelope.version, data)
-    return cls.model_validate(data)
+    event: Event = _VALIDATE[envelope.type](data)
+    return event
 
 
 def to_data(event: Event) -> dict[str, Any]:

@@ -8,9 +8,15 @@ from pathlib import Path
 
 
 def open_wal(
-    path: Path, *, synchronous: str = "full", busy_timeout: float = 30.0
+    path: Path,
+    *,
+    synchronous: str = "full",
+    busy_timeout: float = 30.0,
+    page_size: int | None = None,
 ) -> sqlite3.Connection:
     """A connection in WAL mode with the given ``synchronous`` level.
+
+    ``page_size`` applies to a database this call creates; an existing one keeps its own.
 
     Processes that open a new file at the same moment may find it locked while
     one of them switches it to WAL, a lock SQLite's busy timeout does not wait
@@ -19,6 +25,9 @@ def open_wal(
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
     )
+    if page_size is not None:
+        # Before WAL mode is set: that is the database's first write, which fixes its pages.
+        connection.execute(f"PRAGMA page_size={int(page_size)}")
     deadline = time.monotonic() + busy_timeout
     while True:
         try:

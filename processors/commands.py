@@ -9,8 +9,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from aggregates import Command, DomainError, TaskState, decide, evolve, fold
+from aggregates import Command, DomainError, TaskState, decide_evolved, evolve, fold
 from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal_run, to_data
 from events.log import append_many
 
@@ -79,29 +80,53 @@ def seal_events(
     correlation_id: str | None = None,
 ) -> tuple[TaskState, list[Envelope]]:
     """Fold decided events into the state and seal each onto the stream's hash chain."""
-    before = state.version
+    after = (state.version, head_hash)
     for event in events:
         state = evolve(state, event, at)
-    sealed = seal_run(
+    sealed = seal_decided(
+        task_id,
+        after,
+        events,
+        at=at,
+        actor=actor,
+        ids=ids,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+    )
+    return state, sealed
+
+
+def seal_decided(
+    task_id: str,
+    after: tuple[int, str],
+    events: Sequence[Event],
+    *,
+    at: datetime,
+    actor: str,
+    ids: Callable[[], str],
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> list[Envelope]:
+    """Seal events onto the stream's hash chain after ``after``, its (sequence, hash)."""
+    return seal_run(
         task_id=task_id,
-        after=(before, head_hash),
+        after=after,
         payloads=[(ids(), event.TYPE, event.VERSION, to_data(event)) for event in events],
         occurred_at=at,
         actor=actor,
         causation_id=causation_id,
         correlation_id=correlation_id or task_id,
     )
-    return state, sealed
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+# Records made for every command are named tuples: as immutable as a frozen
+# dataclass, and built without a call to object.__setattr__ per field.
+class Outcome(NamedTuple):
     state: TaskState
     events: tuple[Envelope, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class CommandRequest:
+class CommandRequest(NamedTuple):
     """One command for one task, as :meth:`CommandHandler.execute_many` takes it."""
 
     task_id: str
@@ -111,8 +136,7 @@ class CommandRequest:
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Head:
+class _Head(NamedTuple):
     state: TaskState
     hash: str
 
@@ -155,7 +179,8 @@ class CommandHandler:
         self._flusher: asyncio.Task[None] | None = None
 
     async def load(self, task_id: str) -> TaskState:
-        return (await self._head(task_id))[0].state
+        head = self._cached(task_id)
+        return (head or await self._read_head(task_id)).state
 
     async def execute(
         self,
@@ -223,10 +248,11 @@ class CommandHandler:
             decided: list[_Decided] = []
             again: list[str] = []
             for task_id in waiting:
-                head, cached = await self._head(task_id, fresh=task_id in fresh)
-                share = self._decide(
-                    task_id, head, cached, [(i, requests[i]) for i in by_task[task_id]]
-                )
+                head = None if task_id in fresh else self._cached(task_id)
+                cached = head is not None
+                if head is None:
+                    head = await self._read_head(task_id)
+                share = self._decide(task_id, head, cached, requests, by_task[task_id])
                 if share is None:
                     # A refusal or a no-op on a cached head may only mean that another
                     # process moved the task on: decide again on the log.
@@ -263,52 +289,61 @@ class CommandHandler:
         return [results[index] for index in range(len(requests))]
 
     def _decide(
-        self, task_id: str, head: _Head, cached: bool, requests: list[tuple[int, CommandRequest]]
+        self,
+        task_id: str,
+        head: _Head,
+        cached: bool,
+        requests: Sequence[CommandRequest],
+        indices: list[int],
     ) -> _Decided | None:
-        """Decide and seal one task's requests in order; None: look at the log again."""
+        """Decide and seal the requests at ``indices`` in order; None: look at the log again."""
         share = _Decided(task_id, head, head.state, [], {})
         previous = head.hash
-        for index, request in requests:
+        for index in indices:
+            request = requests[index]
             command = request.command
             try:
-                events = decide(share.state, command)
+                decision = decide_evolved(share.state, command)
             except DomainError as refused:
                 if cached:
                     return None
                 share.results[index] = refused
                 continue
-            if not events:
+            if not decision.events:
                 if cached:
                     return None  # nothing to do here may mean a stale head: look again
                 share.results[index] = Outcome(share.state, ())
                 continue
-            share.state, sealed = seal_events(
+            sealed = seal_decided(
                 task_id,
-                share.state,
-                previous,
-                events,
+                (share.state.version, previous),
+                decision.events,
                 at=command.now,
                 actor=request.actor,
                 ids=self._ids,
                 causation_id=request.causation_id,
                 correlation_id=request.correlation_id,
             )
+            share.state = decision.state
             previous = sealed[-1].hash
             share.sealed += sealed
             share.results[index] = Outcome(share.state, tuple(sealed))
         return share
 
-    async def _head(self, task_id: str, *, fresh: bool = False) -> tuple[_Head, bool]:
-        """The task's head, and whether it came from the cache (and so may be stale)."""
-        cached = None if fresh else self._cache.get(task_id)
+    def _cached(self, task_id: str) -> _Head | None:
+        """The task's head as last seen here, which may be stale."""
+        cached = self._cache.get(task_id)
         if cached is not None:
             self._cache.move_to_end(task_id)
-            return cached, True
+        return cached
+
+    async def _read_head(self, task_id: str) -> _Head:
+        """The task's head as the log has it now."""
         stream = await self._log.read_stream(task_id)
         head = _Head(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
         if stream:
             self._remember(task_id, head)
-        return head, False
+        return head
 
     def _remember(self, task_id: str, head: _Head) -> None:
         self._cache[task_id] = head

@@ -26,78 +26,30 @@ class MinerStats:
         settled = self.responded + self.failed + self.timed_out
         return self.responded / settled if settled else 1.0
 
-    # Each update builds the next value in full: dataclasses.replace costs
-    # several times as much, and the projector makes one per miner event.
     def on_assigned(self) -> MinerStats:
-        return MinerStats(
-            self.hotkey,
-            self.assigned + 1,
-            self.responded,
-            self.failed,
-            self.timed_out,
-            self.in_flight + 1,
-            self.latency_ms_avg,
-            self.reward_avg,
-            self.evaluations,
-        )
+        tally = MinerTally(self)
+        tally.count_assignment()
+        return tally.stats()
 
     def on_responded(self, latency_ms: float) -> MinerStats:
-        average = (
-            latency_ms
-            if self.latency_ms_avg is None
-            else self.latency_ms_avg + LATENCY_SMOOTHING * (latency_ms - self.latency_ms_avg)
-        )
-        return MinerStats(
-            self.hotkey,
-            self.assigned,
-            self.responded + 1,
-            self.failed,
-            self.timed_out,
-            max(0, self.in_flight - 1),
-            average,
-            self.reward_avg,
-            self.evaluations,
-        )
+        tally = MinerTally(self)
+        tally.count_response(latency_ms)
+        return tally.stats()
 
     def on_failed(self) -> MinerStats:
-        return MinerStats(
-            self.hotkey,
-            self.assigned,
-            self.responded,
-            self.failed + 1,
-            self.timed_out,
-            max(0, self.in_flight - 1),
-            self.latency_ms_avg,
-            self.reward_avg,
-            self.evaluations,
-        )
+        tally = MinerTally(self)
+        tally.count_failure()
+        return tally.stats()
 
     def on_timed_out(self) -> MinerStats:
-        return MinerStats(
-            self.hotkey,
-            self.assigned,
-            self.responded,
-            self.failed,
-            self.timed_out + 1,
-            max(0, self.in_flight - 1),
-            self.latency_ms_avg,
-            self.reward_avg,
-            self.evaluations,
-        )
+        tally = MinerTally(self)
+        tally.count_timeout()
+        return tally.stats()
 
     def on_rewarded(self, reward: float) -> MinerStats:
-        average = self.reward_avg + REWARD_SMOOTHING * (reward - self.reward_avg)
-        return MinerStats(
-            self.hotkey,
-            self.assigned,
-            self.responded,
-            self.failed,
-            self.timed_out,
-            self.in_flight,
-            self.latency_ms_avg,
-            average,
-            self.evaluations + 1,
-        )
+        tally = MinerTally(self)
+        tally.count_reward(reward)
+        return tally.stats()
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -125,6 +77,78 @@ class MinerStats:
             latency_ms_avg=doc["latency_ms_avg"],
             reward_avg=doc["reward_avg"],
             evaluations=doc["evaluations"],
+        )
+
+
+class MinerTally:
+    """One miner's statistics while a batch is folded: changed in place, one event at a time.
+
+    The projector counts a whole batch's miner events on one tally per miner
+    and makes a :class:`MinerStats` of it once, at the end, rather than a new
+    frozen value per event.
+    """
+
+    __slots__ = (
+        "assigned",
+        "evaluations",
+        "failed",
+        "hotkey",
+        "in_flight",
+        "latency_ms_avg",
+        "responded",
+        "reward_avg",
+        "timed_out",
+    )
+
+    def __init__(self, stats: MinerStats) -> None:
+        self.hotkey = stats.hotkey
+        self.assigned = stats.assigned
+        self.responded = stats.responded
+        self.failed = stats.failed
+        self.timed_out = stats.timed_out
+        self.in_flight = stats.in_flight
+        self.latency_ms_avg = stats.latency_ms_avg
+        self.reward_avg = stats.reward_avg
+        self.evaluations = stats.evaluations
+
+    def count_assignment(self) -> None:
+        self.assigned += 1
+        self.in_flight += 1
+
+    def count_response(self, latency_ms: float) -> None:
+        average = self.latency_ms_avg
+        self.latency_ms_avg = (
+            latency_ms if average is None else average + LATENCY_SMOOTHING * (latency_ms - average)
+        )
+        self.responded += 1
+        self._settled()
+
+    def count_failure(self) -> None:
+        self.failed += 1
+        self._settled()
+
+    def count_timeout(self) -> None:
+        self.timed_out += 1
+        self._settled()
+
+    def count_reward(self, reward: float) -> None:
+        self.reward_avg += REWARD_SMOOTHING * (reward - self.reward_avg)
+        self.evaluations += 1
+
+    def _settled(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def stats(self) -> MinerStats:
+        return MinerStats(
+            self.hotkey,
+            self.assigned,
+            self.responded,
+            self.failed,
+            self.timed_out,
+            self.in_flight,
+            self.latency_ms_avg,
+            self.reward_avg,
+            self.evaluations,
         )
 
 

@@ -8,12 +8,13 @@ the miner statistics. The batch's updates and its checkpoint commit together.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aggregates import TaskState, evolve
 from events import (
     Batch,
     Envelope,
+    Event,
     MinerAssigned,
     MinerFailed,
     MinerResponded,
@@ -24,12 +25,10 @@ from events import (
     payload_of,
 )
 from projections.checkpoints import checkpoint_advances
-from projections.miner_stats import MinerStats
+from projections.miner_stats import MinerStats, MinerTally
 from projections.store import ReadModelStore
 
 CONSUMER = "projections"
-
-_Update = Callable[[MinerStats], MinerStats]
 
 
 class Projector:
@@ -63,7 +62,7 @@ class Projector:
         hotkeys = _hotkeys(miner_events)
         miners = await self.store.get_miners(hotkeys) if hotkeys else {}
         changed: dict[str, TaskState] = {}
-        touched_miners: dict[str, MinerStats] = {}
+        tallies = _MinerTallies(miners)
         for envelope in batch.events:
             state = changed.get(envelope.task_id) or states.get(envelope.task_id)
             if state is None:
@@ -73,15 +72,14 @@ class Projector:
             event = payload_of(envelope)
             state = evolve(state, event, parse_time(envelope.occurred_at))
             changed[envelope.task_id] = state
-            for hotkey, update in _miner_updates(event):
-                current = touched_miners.get(hotkey) or miners.get(hotkey) or MinerStats(hotkey)
-                touched_miners[hotkey] = update(current)
+            if envelope.type in _MINER_EVENT_TYPES:
+                tallies.count(event)
         try:
             await self.store.commit(
                 self.consumer,
                 batch.checkpoint,
                 list(changed.values()),
-                list(touched_miners.values()),
+                tallies.stats(),
             )
         except BaseException:
             self._states.clear()
@@ -148,23 +146,37 @@ def _hotkeys(envelopes: Sequence[Envelope]) -> list[str]:
     return list(found)
 
 
-def _miner_updates(event: object) -> list[tuple[str, _Update]]:
-    match event:
-        case TaskDistributed():
-            return [(a.hotkey, MinerStats.on_assigned) for a in event.assignments]
-        case MinerAssigned():
-            return [(event.assignment.hotkey, MinerStats.on_assigned)]
-        case MinerResponded():
-            latency = event.latency_ms
-            return [(event.hotkey, lambda stats: stats.on_responded(latency))]
-        case MinerFailed():
-            return [(event.hotkey, MinerStats.on_failed)]
-        case MinerTimedOut():
-            return [(event.hotkey, MinerStats.on_timed_out)]
-        case TaskEvaluated():
-            return [(hotkey, _rewarded(reward)) for hotkey, reward in event.rewards.items()]
-    return []
+class _MinerTallies:
+    """The batch's miner statistics: one tally per miner, starting from what the store holds."""
 
+    def __init__(self, stored: dict[str, MinerStats]) -> None:
+        self._stored = stored
+        self._tallies: dict[str, MinerTally] = {}
 
-def _rewarded(reward: float) -> _Update:
-    return lambda stats: stats.on_rewarded(reward)
+    def count(self, event: Event) -> None:
+        match event:
+            case TaskDistributed():
+                for assignment in event.assignments:
+                    self._of(assignment.hotkey).count_assignment()
+            case MinerAssigned():
+                self._of(event.assignment.hotkey).count_assignment()
+            case MinerResponded():
+                self._of(event.hotkey).count_response(event.latency_ms)
+            case MinerFailed():
+                self._of(event.hotkey).count_failure()
+            case MinerTimedOut():
+                self._of(event.hotkey).count_timeout()
+            case TaskEvaluated():
+                for hotkey, reward in event.rewards.items():
+                    self._of(hotkey).count_reward(reward)
+
+    def stats(self) -> list[MinerStats]:
+        return [tally.stats() for tally in self._tallies.values()]
+
+    def _of(self, hotkey: str) -> MinerTally:
+        tally = self._tallies.get(hotkey)
+        if tally is None:
+            tally = self._tallies[hotkey] = MinerTally(
+                self._stored.get(hotkey) or MinerStats(hotkey)
+            )
+        return tally

@@ -39,6 +39,7 @@ from aggregates import (
     CheckDeadlines,
     Command,
     CreateTask,
+    Decision,
     DistributeTask,
     DomainError,
     Evaluate,
@@ -49,6 +50,7 @@ from aggregates import (
     TaskNotFound,
     TaskState,
     decide,
+    decide_evolved,
     evolve,
     fold,
 )
@@ -143,6 +145,9 @@ class Harness:
                     prev_hash=previous,
                 )
             )
+        # The command handler takes the state from decide_evolved instead of
+        # evolving the events itself: it must be this very state.
+        assert decide_evolved(before, command) == Decision(events, state)
         if before.status in TERMINAL:
             assert [e.TYPE for e in events] in ([], ["TaskArchived"])
             assert state.status == before.status

@@ -13,10 +13,12 @@ from pathlib import Path
 from aggregates import TaskState, fold
 from bench.workload import lifecycle
 from events import Batch, Envelope
+from events.sqlite_connect import open_wal
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler, CommandRequest
 from processors.projection_runner import ProjectionProcess, follow_log_file
 from projections import CONSUMER, MinerStats, Projector
+from projections.miner_stats import MinerTally
 from projections.sqlite_store import SqliteReadModelStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -179,3 +181,44 @@ def test_miner_statistics_updates_change_only_their_counters() -> None:
         stats, reward_avg=0.4 + 0.1 * (1.0 - 0.4), evaluations=8
     )
     assert MinerStats("n").on_responded(9.0).latency_ms_avg == 9.0
+
+
+def test_a_tally_counts_as_the_updates_one_by_one_do() -> None:
+    start = MinerStats("m", 5, 3, 1, 1, 2, None, 0.4, 7)
+    tally = MinerTally(start)
+    tally.count_assignment()
+    tally.count_response(30.0)
+    tally.count_assignment()
+    tally.count_response(10.0)
+    tally.count_reward(0.9)
+    tally.count_failure()
+    tally.count_timeout()
+    tally.count_reward(0.2)
+    one_by_one = (
+        start.on_assigned()
+        .on_responded(30.0)
+        .on_assigned()
+        .on_responded(10.0)
+        .on_rewarded(0.9)
+        .on_failed()
+        .on_timed_out()
+        .on_rewarded(0.2)
+    )
+    assert tally.stats() == one_by_one
+    assert MinerTally(start).stats() == start
+
+
+async def test_new_databases_get_16_kib_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+    old = open_wal(tmp_path / "old.db")
+    old.execute("CREATE TABLE t (x)")
+    old.close()
+    log, store = SqliteEventLog(tmp_path / "events.db"), SqliteReadModelStore(tmp_path / "rm.db")
+    try:
+        for connection in (log._writer, store._writer):
+            assert connection.execute("PRAGMA page_size").fetchone() == (16_384,)
+        kept = SqliteEventLog(tmp_path / "old.db")
+        assert kept._writer.execute("PRAGMA page_size").fetchone() == (4_096,)
+        await kept.close()
+    finally:
+        await log.close()
+        await store.close()
