@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
+from yarl import URL
 
+from miners.http1 import Http1Client
 from taskledger.dev import free_port
 
 TERMINAL = {"APPROVED", "FAILED", "CANCELLED"}
@@ -35,45 +38,59 @@ def percentile(values: Iterable[float], fraction: float) -> float:
 
 
 class Load:
-    def __init__(self, session: aiohttp.ClientSession, url: str, key: str) -> None:
+    """The clients' requests. With ``lean``, over the lean HTTP/1.1 client the processors
+    use for miners (miners/http1.py) rather than aiohttp's: the load generator shares the
+    2 cores with the system under test, and takes half the CPU per request that way."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, url: str, key: str, *, lean: bool = False
+    ) -> None:
         self.session = session
         self.api = url.rstrip("/") + "/api/v1"
         self.headers = {"Authorization": f"Bearer {key}"}
+        self._lean = Http1Client(limit=256, limit_per_peer=256, max_response_bytes=1 << 24)
+        self._use_lean = lean and Http1Client.handles(URL(self.api))
+
+    async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = f"{self.api}{path}"
+        if self._use_lean:
+            headers = dict(self.headers)
+            raw = b""
+            if body is not None:
+                raw = orjson.dumps(body)
+                headers["Content-Type"] = "application/json"
+            status, answer = await self._lean.request(method, URL(url), headers, raw)
+            return status, orjson.loads(answer) if answer else None
+        async with self.session.request(method, url, json=body, headers=self.headers) as reply:
+            return reply.status, await reply.json()
 
     async def submit(self, index: int) -> str | None:
         body = {"text": f"Document {index} talks about miners. Validators score the miners."}
-        async with self.session.post(
-            f"{self.api}/summarization", json=body, headers=self.headers
-        ) as reply:
-            if reply.status != 202:
-                return None
-            document: dict[str, Any] = await reply.json()
-            return str(document["task_id"])
+        status, document = await self._call("POST", "/summarization", body)
+        return str(document["task_id"]) if status == 202 else None
 
     async def status(self, task_id: str) -> str:
-        async with self.session.get(
-            f"{self.api}/task/{task_id}/status", headers=self.headers
-        ) as reply:
-            document: dict[str, Any] = await reply.json()
-            return str(document.get("status"))
+        _, document = await self._call("GET", f"/task/{task_id}/status")
+        return str(document.get("status"))
 
     async def events(self, task_id: str) -> list[dict[str, Any]]:
-        async with self.session.get(
-            f"{self.api}/task/{task_id}/events", headers=self.headers
-        ) as reply:
-            document: dict[str, Any] = await reply.json()
-            return list(document["events"])
+        _, document = await self._call("GET", f"/task/{task_id}/events")
+        return list(document["events"])
+
+    async def close(self) -> None:
+        await self._lean.close()
 
     async def wait_terminal(self, task_ids: list[str], timeout: float) -> float:
         """Poll until every task is terminal; returns when the last one was seen so.
 
         Tasks finish roughly in the order they were sent, so each round asks about
-        the oldest unfinished ones only: polling every task every round would take
-        from the same two cores as the system under test.
+        the oldest unfinished ones only, a few more than were found finished in the
+        round before: polling tasks still far from done would take from the same
+        two cores as the system under test (several status requests per task).
         """
         remaining = list(dict.fromkeys(task_ids))
         deadline = time.monotonic() + timeout
-        window = 64
+        window = 1
 
         async def terminal(task_id: str) -> bool:
             return await self.status(task_id) in TERMINAL
@@ -84,8 +101,11 @@ class Load:
             remaining = [t for t, done in zip(head, finished, strict=True) if not done] + remaining[
                 window:
             ]
-            if remaining and not all(finished):
-                await asyncio.sleep(0.05)
+            if all(finished):
+                window = min(256, 2 * window)
+                continue
+            window = sum(finished) + 8
+            await asyncio.sleep(0.05)
         if remaining:
             raise TimeoutError(f"{len(remaining)} tasks not terminal after {timeout}s")
         return time.monotonic()
@@ -175,10 +195,10 @@ async def intake_phase(load: Load, seconds: float, concurrency: int = 64) -> dic
 
 
 def _start(
-    data_dir: Path, port: int, role: str, event_log: str = "sqlite"
+    data_dir: Path, port: int, role: str, event_log: str = "sqlite", *extra: str
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     command = [sys.executable, "-m", "bench.http_server", "--data-dir", str(data_dir)]
-    command += ["--port", str(port), "--role", role, "--event-log", event_log]
+    command += ["--port", str(port), "--role", role, "--event-log", event_log, *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -190,17 +210,29 @@ def _start(
 
 
 def start_servers(
-    data_dir: Path, event_log: str = "sqlite"
+    data_dir: Path, event_log: str = "sqlite", *, peers_apart: bool = False
 ) -> tuple[list[subprocess.Popen[str]], str, str]:
     """The edge and the processors as two processes on one data directory.
 
     On Kafka the edge sends its commands to the processors' command processor through
-    the broker; on SQLite both append to the log file.
+    the broker; on SQLite both append to the log file. With ``peers_apart`` the fast
+    miners and the reference validator run in a third process, as on machines of their
+    own, and the processors read the miners from the file it writes (as
+    ``TASKLEDGER_MINERS_FILE``); otherwise they run inside the processors process.
     """
     port = free_port("127.0.0.1")
-    processors, _ = _start(data_dir, port, "processors", event_log)
+    started: list[subprocess.Popen[str]] = []
+    extra: tuple[str, ...] = ()
+    if peers_apart:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        miners_file = str(data_dir / "bench-miners.json")
+        peers, _ = _start(data_dir, port, "peers", event_log, "--miners-file", miners_file)
+        started.append(peers)
+        extra = ("--miners-file", miners_file)
+    processors, _ = _start(data_dir, port, "processors", event_log, *extra)
     edge, ready = _start(data_dir, port, "edge", event_log)
-    return [edge, processors], str(ready["url"]), str(ready["key"])
+    # Terminated in this order: the validator (with the peers) first, then the edge.
+    return [*started, edge, processors], str(ready["url"]), str(ready["key"])
 
 
 async def drive(
@@ -208,12 +240,15 @@ async def drive(
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
-        load = Load(session, url, key)
-        return {
-            "latency": await latency_phase(load, rate, rate_seconds),
-            "lifecycles": await lifecycle_phase(load, tasks),
-            "intake": await intake_phase(load, intake_seconds),
-        }
+        load = Load(session, url, key, lean=True)
+        try:
+            return {
+                "latency": await latency_phase(load, rate, rate_seconds),
+                "lifecycles": await lifecycle_phase(load, tasks),
+                "intake": await intake_phase(load, intake_seconds),
+            }
+        finally:
+            await load.close()
 
 
 def stop(processes: list[subprocess.Popen[str]]) -> None:
@@ -230,7 +265,7 @@ def run_http_bench(
     rate: float = 200.0, rate_seconds: float = 10.0, tasks: int = 2000, intake_seconds: float = 5.0
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="taskledger-http-bench-") as directory:
-        processes, url, key = start_servers(Path(directory))
+        processes, url, key = start_servers(Path(directory), peers_apart=True)
         try:
             return asyncio.run(drive(url, key, rate, rate_seconds, tasks, intake_seconds))
         finally:

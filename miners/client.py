@@ -1,6 +1,7 @@
 """Outbound btauth/1 HTTP: sending work to miners, and signed requests to any peer.
 
-One pooled session for everything. Each call has its own deadline covering
+Plain-``http`` peers go through a lean HTTP/1.1 client of our own (miners/http1.py),
+anything else through one pooled aiohttp session. Each call has its own deadline covering
 the whole exchange (waiting for a pooled connection, connecting, sending,
 reading the reply), and each miner may hold only part of the pool, so a miner
 that hangs costs its own calls their timeout and nobody else anything.
@@ -20,6 +21,7 @@ from yarl import URL
 
 from miners.btauth import sign_headers
 from miners.directory import MinerInfo
+from miners.http1 import Http1Client, ResponseTooLarge
 from miners.identity import Identity
 
 _JSON = "application/json"
@@ -100,6 +102,7 @@ class MinerClient:
         self._per_peer = max_connections_per_peer or max(1, max_connections // 4)
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._plain: Http1Client | None = None
 
     async def send_work(
         self, miner: MinerInfo, payload: Mapping[str, Any], *, timeout_seconds: float | None = None
@@ -207,6 +210,9 @@ class MinerClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._plain is not None:
+            await self._plain.close()
+            self._plain = None
 
     async def _exchange(
         self, method: str, url: URL, body: bytes, receiver_ss58: str, content_type: str | None
@@ -215,6 +221,11 @@ class MinerClient:
         headers = sign_headers(self._identity, method, url.raw_path_qs, body, receiver_ss58)
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if Http1Client.handles(url):
+            try:
+                return await self._get_plain().request(method, url, headers, body)
+            except ResponseTooLarge:
+                raise _TooLarge from None
         async with self._get_session().request(method, url, data=body, headers=headers) as reply:
             declared = reply.content_length
             if declared is not None and declared > self._max_response_bytes:
@@ -227,6 +238,16 @@ class MinerClient:
                     raise _TooLarge
                 chunks.append(chunk)
             return reply.status, b"".join(chunks)
+
+    def _get_plain(self) -> Http1Client:
+        # Created on first use, inside the running loop that will own it.
+        if self._plain is None:
+            self._plain = Http1Client(
+                limit=self._max_connections,
+                limit_per_peer=self._per_peer,
+                max_response_bytes=self._max_response_bytes,
+            )
+        return self._plain
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop that will own it.

@@ -29,9 +29,14 @@ class WorkClient(Protocol):
     async def send_work(self, miner: MinerInfo, payload: dict[str, Any]) -> MinerReply: ...
 
 
+_ASSIGNING = frozenset({TaskDistributed.TYPE, MinerAssigned.TYPE})
+
+
 def new_assignments(outcome: Outcome) -> list[MinerAssignment]:
     found: list[MinerAssignment] = []
     for envelope in outcome.events:
+        if envelope.type not in _ASSIGNING:
+            continue  # most outcomes assign nobody: spare parsing their events
         event = payload_of(envelope)
         if isinstance(event, TaskDistributed):
             found.extend(event.assignments)

@@ -1,0 +1,119 @@
+"""A processors process without an edge: the projection runs in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from processors.projection_child import ProjectionChild
+from taskledger.system import build_system
+from tests.integration.test_processors import (
+    PROXY,
+    is_status,
+    settings_for,
+    submit,
+    wait_for,
+)
+from tests.support.fast_miners import FakeMiner, answer
+
+
+@pytest.fixture
+async def miners() -> AsyncIterator[list[FakeMiner]]:
+    started = [await FakeMiner(hotkey, answer).start() for hotkey in ("5MinerA", "5MinerB")]
+    yield started
+    for miner in started:
+        await miner.stop()
+
+
+async def test_the_processors_role_projects_in_a_child(
+    tmp_path: Path, miners: list[FakeMiner]
+) -> None:
+    system = build_system(
+        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+    )
+    await system.start(edge=False, processors=True)
+    try:
+        assert isinstance(system.projection_child, ProjectionChild)
+        task_id = await submit(system)
+        # The read model this process reads was written by the child.
+        await wait_for(system, task_id, is_status("DONE"))
+        approved = await system.evaluations.evaluate(
+            "5Validator", task_id, {"5MinerA": 0.4, "5MinerB": 0.6}
+        )
+        assert approved.status == "APPROVED"
+        await wait_for(system, task_id, is_status("APPROVED"))
+        for _ in range(100):
+            figures = await system.processor_figures()
+            if figures["projection_lag_events"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert figures["projection_lag_events"] == 0
+        assert figures["restarts"]["projections"] == 0
+    finally:
+        await system.close()
+
+
+async def test_with_an_edge_the_projection_stays_in_process(
+    tmp_path: Path, miners: list[FakeMiner]
+) -> None:
+    system = build_system(
+        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+    )
+    await system.start(edge=True, processors=True)
+    try:
+        assert system.projection_child is None
+        task_id = await submit(system)
+        await wait_for(system, task_id, is_status("DONE"))
+    finally:
+        await system.close()
+
+
+def _projection_children() -> list[int]:
+    """This process's children running ``processors.projection_runner``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"processors.projection_runner" in command:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_a_child_that_dies_is_reported_and_started_again(
+    tmp_path: Path, miners: list[FakeMiner]
+) -> None:
+    system = build_system(
+        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+    )
+    await system.start(edge=False, processors=True)
+    assert system.projection_child is not None
+    try:
+        for _ in range(100):
+            if children := _projection_children():
+                break
+            await asyncio.sleep(0.05)
+        (first,) = children
+        os.kill(first, signal.SIGKILL)
+        for _ in range(200):
+            figures = await system.processor_figures()
+            if figures["restarts"]["projections"] == 1 and _projection_children():
+                break
+            await asyncio.sleep(0.05)
+        assert figures["restarts"]["projections"] == 1
+        assert _projection_children() not in ([], [first])
+        task_id = await submit(system)
+        await wait_for(system, task_id, is_status("DONE"))
+    finally:
+        await system.close()
+    assert _projection_children() == []
