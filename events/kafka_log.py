@@ -12,7 +12,9 @@ topic                      layout                                holds
 ``<prefix>.heads``         N partitions, compacted               each stream's head: last sequence,
                                                                  hash, offsets of its first and last
                                                                  event; written in the same
-                                                                 transaction as the events
+                                                                 transaction as the events (and
+                                                                 the command processor's input
+                                                                 positions, see ``input_key``)
 ``<prefix>.commands``      N partitions                          commands for the command processor
 ``<prefix>.status``        N partitions, compacted               task status documents
 ``<prefix>.deadletter``    1 partition                           commands that could not be decoded
@@ -73,6 +75,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -102,6 +105,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 6
 _TOPIC_ALREADY_EXISTS = 36
 _MAX_GROUP = 500
+_CATCH_UP_WAIT_MS = 5
 
 
 class WriterFenced(Exception):
@@ -161,10 +165,30 @@ class KafkaTopics:
         ]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def partition_for(task_id: str, partitions: int) -> int:
-    """The partition of a task in every keyed topic (the Java client's default partitioner)."""
+    """The partition of a task in every keyed topic (the Java client's default partitioner).
+
+    Remembered: a command's task is looked up several times on its way (plan, commit,
+    heads), and murmur2 in pure Python costs more than the lookups around it."""
     hashed: int = murmur2(task_id.encode())
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+# Heads records under this prefix are not streams' heads but input positions (see
+# ``input_key``); no task id starts with a NUL byte.
+_INPUT_PREFIX = b"\x00input:"
+
+
+def input_key(tp: TopicPartition) -> bytes:
+    """The heads-topic key of a consumer position committed with a writer's transactions.
+
+    The command processor commits its position in ``<prefix>.commands`` partition N as a
+    record in heads partition N, in the same transaction as the events it decided: one
+    produce request more or less, where a consumer-group offset commit costs two round
+    trips to the coordinators (AddOffsetsToTxn, TxnOffsetCommit) and a marker more.
+    """
+    return _INPUT_PREFIX + f"{tp.topic}:{tp.partition}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +257,18 @@ class StreamWriter:
     """The single writer of some partitions: a transactional producer and their heads.
 
     ``commit`` runs one transaction: the accepted appends' events and new heads, any extra
-    records, and optionally consumer offsets. It returns, per append, None (written) or the
-    refusal (StaleVersion, BrokenChain); it raises ``TransactionFailed`` when nothing can be
-    said about the transaction, after which ``restart`` and ``settle`` tell what happened.
-    With ``all_or_nothing`` a single refusal means no transaction at all.
+    records, and optionally input offsets (see :func:`input_key`). It returns, per append,
+    None (written) or the refusal (StaleVersion, BrokenChain); it raises
+    ``TransactionFailed`` when nothing can be said about the transaction, after which
+    ``restart`` and ``settle`` tell what happened. With ``all_or_nothing`` a single refusal
+    means no transaction at all.
+
+    A head records the offsets of its stream's events, which the broker assigns. As the only
+    writer of its events partitions, the writer knows where the next event will land once
+    one transaction has shown it (its last event's offset, plus one for the commit marker),
+    so events and heads go out together in one produce request; the placed offsets are
+    checked before the commit, and a wrong guess aborts the transaction and is tried again
+    the slow way (events first, heads once their offsets are known).
     """
 
     def __init__(
@@ -247,6 +279,8 @@ class StreamWriter:
         self._partitions = None if partitions is None else frozenset(partitions)
         self._producer: Any = None
         self.fenced = False
+        # Where the next event of each events partition lands, as the last commit left it.
+        self._next_offsets: dict[int, int] = {}
 
     @property
     def partitions(self) -> frozenset[int]:
@@ -264,6 +298,10 @@ class StreamWriter:
             transaction_timeout_ms=self._log.transaction_timeout_ms,
             request_timeout_ms=self._log.request_timeout_ms,
             max_request_size=4 * 1024 * 1024,
+            # One batch per partition and transaction: a full batch makes ``send`` wait for
+            # a produce round trip, and every partition added after it costs another
+            # AddPartitionsToTxn round trip.
+            max_batch_size=1024 * 1024,
             # A transaction begun right after the last one commits is often told to wait
             # for that one's markers (CONCURRENT_TRANSACTIONS): retry in 10 ms, not 100.
             retry_backoff_ms=10,
@@ -281,6 +319,7 @@ class StreamWriter:
 
     async def stop(self) -> None:
         self._log._release(self.partitions, self)
+        self._next_offsets.clear()
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
@@ -320,9 +359,10 @@ class StreamWriter:
         *,
         records: Sequence[OutRecord] = (),
         offsets: Mapping[TopicPartition, int] | None = None,
-        group_id: str | None = None,
         all_or_nothing: bool = False,
     ) -> list[BaseException | None]:
+        """``offsets``: input positions to commit with the transaction, in the heads
+        partition of the same number (see :func:`input_key`); the writer must own it."""
         if self.fenced:
             raise WriterFenced(self.transactional_id)
         log = self._log
@@ -349,9 +389,15 @@ class StreamWriter:
             return outcomes
         if not accepted and not records and not offsets:
             return outcomes
+        for tp in offsets or ():
+            if tp.partition not in self.partitions:
+                raise ValueError(f"{self.transactional_id} does not own {tp.partition}")
         try:
             async with asyncio.timeout(log.transaction_seconds):
-                written = await self._transact(accepted, records, offsets, group_id)
+                try:
+                    written = await self._transact(accepted, records, offsets or {}, guess=True)
+                except _MisplacedGuess:
+                    written = await self._transact(accepted, records, offsets or {}, guess=False)
         except ProducerFenced as fenced:
             self.fenced = True
             raise WriterFenced(self.transactional_id) from fenced
@@ -359,14 +405,17 @@ class StreamWriter:
             # AssertionError: aiokafka's transaction state machine after a lost connection.
             raise TransactionFailed(repr(error)) from error
         log._committed(written, accepted)
+        for tp, offset in (offsets or {}).items():
+            log._inputs[f"{tp.topic}:{tp.partition}"] = offset
         return outcomes
 
     async def _transact(
         self,
         accepted: Sequence[PendingAppend],
         records: Sequence[OutRecord],
-        offsets: Mapping[TopicPartition, int] | None,
-        group_id: str | None,
+        offsets: Mapping[TopicPartition, int],
+        *,
+        guess: bool,
     ) -> dict[str, Head]:
         producer = self._producer
         if producer is None:
@@ -398,31 +447,100 @@ class StreamWriter:
                     partition=record.partition,
                     headers=list(record.headers),
                 )
-            heads: dict[str, Head] = {}
-            for item, futures in zip(accepted, sent, strict=True):
-                placed = await asyncio.gather(*futures)
-                before = heads.get(item.task_id) or self._log._heads.get(item.task_id)
-                first = before.first_offset if before else placed[0].offset
-                last = item.events[-1]
-                heads[item.task_id] = Head(last.sequence, last.hash, first, placed[-1].offset)
-            for task_id, head in heads.items():
+            for tp, offset in offsets.items():
                 await producer.send(
                     topics.heads,
-                    value=head.encode(),
-                    key=task_id.encode(),
-                    partition=self._log.partition_of(task_id),
+                    value=canonical({"offset": offset}),
+                    key=input_key(tp),
+                    partition=tp.partition,
                 )
-            if offsets:
-                if group_id is None:
-                    raise ValueError("offsets need a group id")
-                await producer.send_offsets_to_transaction(dict(offsets), group_id)
+            guessed = self._guess_offsets(accepted) if guess else None
+            if guessed is not None:
+                heads = self._heads_at(accepted, guessed)
+                await self._send_heads(heads)
+            placed = [[m.offset for m in await asyncio.gather(*futures)] for futures in sent]
+            if guessed is None:
+                heads = self._heads_at(accepted, placed)
+                await self._send_heads(heads)
+            elif placed != guessed:
+                raise _MisplacedGuess(self.transactional_id)
             await producer.commit_transaction()
         except BaseException:
+            self._next_offsets.clear()  # an aborted transaction took offsets too
             if not producer._txn_manager.is_fatal_error():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.abort_transaction(), 5)
             raise
+        for item, offsets_of_item in zip(accepted, placed, strict=True):
+            partition = self._log.partition_of(item.task_id)
+            # The commit marker takes the offset after the transaction's last event.
+            self._next_offsets[partition] = offsets_of_item[-1] + 2
+            self._log._placed.remember(partition, offsets_of_item, item.events)
         return heads
+
+    def _guess_offsets(self, accepted: Sequence[PendingAppend]) -> list[list[int]] | None:
+        """Where each append's events will land, if every partition's next offset is known."""
+        following = dict(self._next_offsets)
+        guessed: list[list[int]] = []
+        for item in accepted:
+            partition = self._log.partition_of(item.task_id)
+            first = following.get(partition)
+            if first is None:
+                return None
+            following[partition] = first + len(item.events)
+            guessed.append(list(range(first, first + len(item.events))))
+        return guessed
+
+    def _heads_at(
+        self, accepted: Sequence[PendingAppend], placed: Sequence[Sequence[int]]
+    ) -> dict[str, Head]:
+        heads: dict[str, Head] = {}
+        for item, offsets in zip(accepted, placed, strict=True):
+            before = heads.get(item.task_id) or self._log._heads.get(item.task_id)
+            first = before.first_offset if before else offsets[0]
+            last = item.events[-1]
+            heads[item.task_id] = Head(last.sequence, last.hash, first, offsets[-1])
+        return heads
+
+    async def _send_heads(self, heads: Mapping[str, Head]) -> None:
+        for task_id, head in heads.items():
+            await self._producer.send(
+                self._log.topics.heads,
+                value=head.encode(),
+                key=task_id.encode(),
+                partition=self._log.partition_of(task_id),
+            )
+
+
+class _MisplacedGuess(Exception):
+    """The events did not land where the writer expected: its heads would be wrong."""
+
+
+class _PlacedEvents:
+    """The events this process committed, by partition and offset, for a while.
+
+    Subscribers in the writer's own process (the leader's dispatcher and projections) read
+    them back from the topic in a moment; they take these objects rather than decode the
+    same bytes again. Only committed transactions are remembered, and a read_committed
+    consumer never sees an aborted record, so an offset found here is the record there.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._events: dict[tuple[int, int], Envelope] = {}
+
+    def remember(self, partition: int, offsets: Sequence[int], events: Sequence[Envelope]) -> None:
+        for offset, envelope in zip(offsets, events, strict=True):
+            self._events[(partition, offset)] = envelope
+        while len(self._events) > self._size:
+            del self._events[next(iter(self._events))]
+
+    def envelope(self, record: Any) -> Envelope:
+        """The event of an events-topic record: remembered, or decoded."""
+        placed = self._events.get((record.partition, record.offset))
+        if placed is not None and record.key == placed.task_id.encode():
+            return placed
+        return _envelope(record)
 
 
 class _StreamCache:
@@ -516,10 +634,13 @@ class KafkaEventLog:
         self._events_reader: Any = None
         self._events_lock = asyncio.Lock()
         self._heads: dict[str, Head] = {}
+        self._inputs: dict[str, int] = {}  # "<topic>:<partition>" -> committed position
         self._checkpoints: dict[str, str] = {}
         self._owners: dict[int, StreamWriter] = {}
         self._own_end: dict[int, int] = {}
         self._cache = _StreamCache(stream_cache_size)
+        # Seconds' worth: the subscribers in this process are moments behind its commits.
+        self._placed = _PlacedEvents(8192)
         self._writer: StreamWriter | None = None
         self._fenced: WriterFenced | None = None
         self._pending: list[PendingAppend] = []
@@ -578,7 +699,10 @@ class KafkaEventLog:
             request_timeout_ms=self.request_timeout_ms,
         )
         await self._plain.start()
-        self._meta_reader = self._consumer("meta")
+        # The two readers fetch only while a read wants them (paused otherwise), and then
+        # briefly: a long poll in flight holds up their next request on the connection
+        # (the broker answers one connection's requests in order).
+        self._meta_reader = self._consumer("meta", fetch_max_wait_ms=_CATCH_UP_WAIT_MS)
         await self._meta_reader.start()
         # Sees the high watermark (undecided transactions included) where the reader
         # sees only the last stable offset: see _stable_ends.
@@ -590,13 +714,19 @@ class KafkaEventLog:
         for tp in meta:
             self._meta_reader.seek(tp, 0)
             self._meta_positions[tp] = 0
-        self._events_reader = self._consumer("reader")
+        self._meta_reader.pause(*meta)
+        self._events_reader = self._consumer("reader", fetch_max_wait_ms=_CATCH_UP_WAIT_MS)
         await self._events_reader.start()
         tps = self._event_partitions()
         self._events_reader.assign(tps)
         self._events_reader.pause(*tps)
 
-    def _consumer(self, role: str, isolation_level: str = "read_committed") -> Any:
+    def _consumer(
+        self,
+        role: str,
+        isolation_level: str = "read_committed",
+        fetch_max_wait_ms: int | None = None,
+    ) -> Any:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.topics.prefix}-{role}",
@@ -604,7 +734,7 @@ class KafkaEventLog:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level=isolation_level,
-            fetch_max_wait_ms=self._poll_ms,
+            fetch_max_wait_ms=self._poll_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
             request_timeout_ms=self.request_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
@@ -693,6 +823,12 @@ class KafkaEventLog:
 
     def partition_of(self, task_id: str) -> int:
         return partition_for(task_id, self.topics.partitions)
+
+    def input_offset(self, tp: TopicPartition) -> int | None:
+        """The position in ``tp`` committed with the transactions of heads partition
+        ``tp.partition`` (see :func:`input_key`), as last read: a writer reads its heads
+        partitions when it starts, after fencing whoever wrote them before."""
+        return self._inputs.get(f"{tp.topic}:{tp.partition}")
 
     def writer(self, transactional_id: str, partitions: Iterable[int]) -> StreamWriter:
         """A writer for some partitions (the command processor makes one per partition)."""
@@ -840,16 +976,25 @@ class KafkaEventLog:
         reader = self._meta_reader
         ends = await self._stable_ends(tps, deadline)
         behind = [tp for tp in tps if self._meta_positions[tp] < ends[tp]]
-        while behind:
-            fetched = await reader.getmany(*behind, timeout_ms=self._poll_ms)
-            for tp, records in fetched.items():
-                for record in records:
-                    self._apply_meta(tp.topic, record.key, record.value)
-            for tp in behind:
-                self._meta_positions[tp] = await reader.position(tp)
-            behind = [tp for tp in behind if self._meta_positions[tp] < ends[tp]]
-            if behind and time.monotonic() > deadline:
-                raise LogUnavailable(f"could not read {behind} to their end")
+        if not behind:
+            return
+        reader.resume(*behind)
+        try:
+            while behind:
+                # Short waits: every transaction ends in a commit marker, and a fetch that
+                # brings only a marker moves the position without returning a record, so
+                # getmany would sit out its whole timeout at the end of every partition.
+                fetched = await reader.getmany(*behind, timeout_ms=_CATCH_UP_WAIT_MS)
+                for tp, records in fetched.items():
+                    for record in records:
+                        self._apply_meta(tp.topic, record.key, record.value)
+                for tp in behind:
+                    self._meta_positions[tp] = await reader.position(tp)
+                behind = [tp for tp in behind if self._meta_positions[tp] < ends[tp]]
+                if behind and time.monotonic() > deadline:
+                    raise LogUnavailable(f"could not read {behind} to their end")
+        finally:
+            reader.pause(*tps)
 
     async def _stable_ends(
         self, tps: Sequence[TopicPartition], deadline: float
@@ -874,7 +1019,10 @@ class KafkaEventLog:
         if key is None:
             return
         if topic == self.topics.heads:
-            if value is not None:
+            if key.startswith(_INPUT_PREFIX):
+                if value is not None:
+                    self._inputs[key[len(_INPUT_PREFIX) :].decode()] = int(decode(value)["offset"])
+            elif value is not None:
                 self._set_head(key.decode(), Head.decode(value))
         elif value is None:
             self._checkpoints.pop(key.decode(), None)
@@ -920,7 +1068,7 @@ class KafkaEventLog:
                         if record.offset > head.last_offset:
                             break
                         if record.key == key:
-                            found.append(_envelope(record))
+                            found.append(self._placed.envelope(record))
                     position = await reader.position(tp)
                     if position <= head.last_offset and time.monotonic() > deadline:
                         raise LogUnavailable(f"could not read task {task_id} from {tp}")
@@ -964,7 +1112,7 @@ class KafkaEventLog:
             fetched = await consumer.getmany(timeout_ms=self._poll_ms, max_records=batch_size)
             events: list[Envelope] = []
             for tp, records in fetched.items():
-                events.extend(_envelope(record) for record in records)
+                events.extend(self._placed.envelope(record) for record in records)
                 positions[tp.partition] = records[-1].offset + 1
             if events:
                 yield Batch(tuple(events), _encode_checkpoint(positions))
@@ -991,15 +1139,15 @@ class KafkaEventLog:
             consumer.resume(tp)
             while positions[tp.partition] < target and not self._closed:
                 fetched = await consumer.getmany(
-                    tp, timeout_ms=self._poll_ms, max_records=batch_size
-                )
+                    tp, timeout_ms=_CATCH_UP_WAIT_MS, max_records=batch_size
+                )  # short: the last fetch may bring a commit marker alone (_read_meta_to_end)
                 records = [r for r in fetched.get(tp, ()) if r.offset < target]
                 positions[tp.partition] = max(
                     positions[tp.partition], min(await consumer.position(tp), target)
                 )
                 if records:
                     yield Batch(
-                        tuple(_envelope(record) for record in records),
+                        tuple(self._placed.envelope(record) for record in records),
                         _encode_checkpoint(positions),
                     )
             consumer.pause(tp)

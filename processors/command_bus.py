@@ -9,7 +9,10 @@ the processor commits together with the events. A refusal comes back as the same
 error a local handler would raise, so callers cannot tell the two apart.
 
 The bus follows the replies topic from its end as it was when the bus started, and picks
-out its own command ids; any number of processes may send commands at once.
+out its own command ids; any number of processes may send commands at once. In a process
+that also runs the command processor (:meth:`KafkaCommandBus.attach`), the commands of tasks
+whose partition it owns skip the broker's round trips: they are decided in that partition's
+next transaction and answered when it commits.
 """
 
 from __future__ import annotations
@@ -23,17 +26,14 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
-from events import LogUnavailable
 from events.kafka_log import KafkaEventLog
-from processors.command_replies import CommandReply
+from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id
-from processors.kafka_runtime import CommandPublisher
+from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
+
+__all__ = ["KafkaCommandBus", "NoReply"]
 
 logger = logging.getLogger(__name__)
-
-
-class NoReply(LogUnavailable):
-    """No command processor answered in time (the command may still be decided later)."""
 
 
 class KafkaCommandBus:
@@ -46,6 +46,11 @@ class KafkaCommandBus:
         self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._local: KafkaCommandProcessor | None = None
+
+    def attach(self, processor: KafkaCommandProcessor) -> None:
+        """Decide the commands of the tasks ``processor`` owns in this process."""
+        self._local = processor
 
     async def start(self) -> None:
         if self._started:
@@ -92,6 +97,34 @@ class KafkaCommandBus:
         causation_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Outcome:
+        local = self._local
+        answer = None
+        if local is not None:
+            answer = local.execute_local(
+                task_id,
+                command,
+                actor=actor,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+            )
+        if answer is not None:
+            reply = await self._wait(answer, task_id)
+        else:
+            reply = await self._send(task_id, command, actor, correlation_id, causation_id)
+        if reply.error is not None:
+            raise reply.error
+        assert reply.state is not None
+        return Outcome(reply.state, reply.events)
+
+    async def _send(
+        self,
+        task_id: str,
+        command: Command,
+        actor: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> CommandReply:
+        """Through the commands topic, answered through the replies topic."""
         await self.start()
         command_id = new_id()
         future: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
@@ -105,19 +138,20 @@ class KafkaCommandBus:
                 correlation_id=correlation_id,
                 causation_id=causation_id,
             )
-            try:
-                reply = await asyncio.wait_for(future, self.reply_timeout)
-            except TimeoutError:
-                raise NoReply(
-                    f"no command processor answered command {command_id} "
-                    f"for task {task_id} within {self.reply_timeout:g}s"
-                ) from None
+            return await self._wait(future, task_id, command_id)
         finally:
             self._waiting.pop(command_id, None)
-        if reply.error is not None:
-            raise reply.error
-        assert reply.state is not None
-        return Outcome(reply.state, reply.events)
+
+    async def _wait(
+        self, answer: asyncio.Future[CommandReply], task_id: str, command_id: str = "local"
+    ) -> CommandReply:
+        try:
+            return await asyncio.wait_for(answer, self.reply_timeout)
+        except TimeoutError:
+            raise NoReply(
+                f"no command processor answered command {command_id} "
+                f"for task {task_id} within {self.reply_timeout:g}s"
+            ) from None
 
     async def _follow(self) -> None:
         while True:

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregates import DomainError, TaskState
-from events import Envelope, canonical
+from events import Envelope, LogUnavailable, canonical
 from events.codec import decode
 from events.envelope import from_document
 from projections.state_codec import state_from_doc, state_to_doc
+
+
+class NoReply(LogUnavailable):
+    """No command processor answered in time (the command may still be decided later)."""
 
 
 def _error_types(base: type[DomainError]) -> dict[str, type[DomainError]]:

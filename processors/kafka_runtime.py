@@ -12,7 +12,11 @@ where the last committed transaction left off.
 A poll's commands for one partition become one transaction: the events the pure decider
 made (appended after the heads the writer holds), each changed task's status document on
 ``<prefix>.status`` (compacted, keyed by task id), undecodable commands on
-``<prefix>.deadletter``, and the input offset. It commits or vanishes as a whole: after a
+``<prefix>.deadletter``, and the input offset — as a record in the partition's heads
+(:func:`~events.kafka_log.input_key`), which the next owner reads after fencing anyway,
+rather than a consumer-group commit, which would cost two more round trips per
+transaction. The group's offsets are still committed now and then, after the fact, so
+that the usual tools show the consumer lag. It commits or vanishes as a whole: after a
 crash the next owner decides the same commands again against the same state, so no command
 is applied twice or lost. (faust-streaming's exactly-once mode does not commit the input
 offsets atomically with every output; hence aiokafka's transactional producer here.)
@@ -24,6 +28,14 @@ its headers, and the partition keeps flowing.
 Each command also gets a reply on ``<prefix>.replies`` in the same transaction (its
 outcome or its refusal): :class:`~processors.command_bus.KafkaCommandBus` waits for it, so
 the HTTP edge and the other processors run commands here as if they decided them locally.
+
+A process that owns a task's partition need not send the task's commands through the
+broker at all: :meth:`KafkaCommandProcessor.execute_local` queues them for the partition's
+next transaction, where they are decided in line with the commands from the topic and
+answered when it commits (the leader's dispatcher, deadline keeper and work sender run
+their commands so while their tasks are local). Such a command has no input offset and no
+reply record; if its transaction fails it is answered with
+:class:`~processors.command_replies.NoReply`, as a command whose reply never came.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import logging
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +81,7 @@ from events.kafka_log import (
     TransactionFailed,
     WriterFenced,
 )
-from processors.command_replies import CommandReply
+from processors.command_replies import CommandReply, NoReply
 from processors.commands import new_id, seal_events
 from projections.status_document import status_document
 
@@ -99,6 +111,8 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 # overlap for a moment, their commands are still decided by each task's single owner, so
 # none is applied twice (a miner may be sent the same work twice, as after any restart).
 LEADER_PARTITION = 0
+# How often the group's committed offsets catch up with the transactions' (for lag tools).
+_LAG_REPORT_SECONDS = 5.0
 
 
 class PoisonCommand(ValueError):
@@ -202,6 +216,14 @@ class CommandPublisher:
 
 
 @dataclass(frozen=True, slots=True)
+class _LocalCommand:
+    """A command from this process for a partition it owns, and whoever waits for it."""
+
+    message: CommandMessage
+    answer: asyncio.Future[CommandReply]
+
+
+@dataclass(frozen=True, slots=True)
 class _Known:
     state: TaskState
     hash: str
@@ -214,6 +236,7 @@ class _Plan:
     appends: list[PendingAppend] = field(default_factory=list)
     records: list[OutRecord] = field(default_factory=list)
     states: dict[str, _Known] = field(default_factory=dict)
+    answers: list[tuple[asyncio.Future[CommandReply], CommandReply]] = field(default_factory=list)
     rejected: int = 0
     poisoned: int = 0
 
@@ -269,11 +292,41 @@ class KafkaCommandProcessor:
         # Partitions whose writer a newer owner fenced: left alone until the next rebalance,
         # or two processes would take a partition from each other in turn.
         self._fenced: set[int] = set()
+        self._local: dict[int, list[_LocalCommand]] = {}
+        self._local_waiting = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
+        self._local_waiting.set()
+
+    def execute_local(
+        self,
+        task_id: str,
+        command: Command,
+        *,
+        actor: str,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> asyncio.Future[CommandReply] | None:
+        """Queue a command for the next transaction of its partition, if this process owns
+        that partition now; None otherwise (send it through the commands topic then)."""
+        partition = self.log.partition_of(task_id)
+        if self._stopping.is_set() or partition not in self._writers:
+            return None
+        message = CommandMessage(new_id(), task_id, actor, command, correlation_id, causation_id)
+        answer: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
+        self._local.setdefault(partition, []).append(_LocalCommand(message, answer))
+        self._local_waiting.set()
+        return answer
+
+    def _drop_local(self, partitions: Iterable[int], reason: str) -> None:
+        """Answer the queued local commands of ``partitions``: they will not be decided here."""
+        for partition in list(partitions):
+            for local in self._local.pop(partition, ()):
+                if not local.answer.done():
+                    local.answer.set_exception(NoReply(reason))
 
     async def run(self) -> None:
         """Consume commands until ``stop()``; partitions come and go with the group."""
@@ -293,15 +346,26 @@ class KafkaCommandProcessor:
         await consumer.start()
         self._consumer = consumer
         consumer.subscribe([topics.commands], listener=_Partitions(self))
+        reported = time.monotonic()
         try:
             while not self._stopping.is_set():
-                fetched = await consumer.getmany(timeout_ms=100, max_records=self._batch_size)
-                if fetched:
+                if time.monotonic() - reported > _LAG_REPORT_SECONDS:
+                    reported = time.monotonic()
+                    await self._report_positions()
+                fetched = await self._poll(consumer)
+                local, self._local = self._local, {}
+                work = {tp.partition: (tp, records) for tp, records in fetched.items()}
+                for partition in local:
+                    work.setdefault(partition, (TopicPartition(topics.commands, partition), []))
+                if work:
                     # Partitions have their own writers: their transactions run side by side.
                     # A rebalance waits for the lock, so never for half a poll.
                     async with self._lock:
                         done = await asyncio.gather(
-                            *(self._process(tp, records) for tp, records in fetched.items()),
+                            *(
+                                self._process(tp, records, local.get(partition, ()))
+                                for partition, (tp, records) in work.items()
+                            ),
                             return_exceptions=True,
                         )
                     for failure in done:
@@ -309,12 +373,49 @@ class KafkaCommandProcessor:
                             raise failure
         finally:
             async with self._lock:
+                self._drop_local(list(self._local), "the command processor stopped")
                 await self._lead(False)
                 for writer in self._writers.values():
                     await writer.stop()
                 self._writers.clear()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 15)
+
+    async def _poll(self, consumer: Any) -> dict[TopicPartition, list[Any]]:
+        """The next commands from the topic; returns early when local commands wait."""
+        if self._local:
+            return dict(await consumer.getmany(timeout_ms=0, max_records=self._batch_size))
+        self._local_waiting.clear()
+        fetching = asyncio.ensure_future(
+            consumer.getmany(timeout_ms=100, max_records=self._batch_size)
+        )
+        waking = asyncio.ensure_future(self._local_waiting.wait())
+        try:
+            await asyncio.wait((fetching, waking), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waking.cancel()
+            if not fetching.done():
+                # Cancelled while waiting for records, before taking any: nothing is lost.
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetching
+        if fetching.cancelled():
+            return {}
+        return dict(fetching.result())
+
+    async def _report_positions(self) -> None:
+        """Commit the positions already committed with the transactions to the group too,
+        outside any transaction: only for the tools that show a group's lag."""
+        async with self._lock:
+            topic = self.log.topics.commands
+            positions = {
+                TopicPartition(topic, partition): offset
+                for partition, offset in self._next.items()
+                if partition in self._writers
+            }
+            if positions:
+                with contextlib.suppress(KafkaError):
+                    await self._consumer.commit(positions)
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -357,8 +458,13 @@ class KafkaCommandProcessor:
         await self._rewind(tp)
 
     async def _rewind(self, tp: TopicPartition) -> None:
+        """Seek to the committed input offset: the one the transactions carry (in the heads
+        partition, read when the writer started), or the group's, whichever is further
+        on (a deployment that committed through the group before; offsets only grow)."""
         consumer = self._consumer
-        committed = await consumer.committed(tp)
+        positions = (self.log.input_offset(tp), await consumer.committed(tp))
+        known = [position for position in positions if position is not None]
+        committed = max(known) if known else None
         if committed is None:
             await consumer.seek_to_beginning(tp)
             self._next[tp.partition] = 0
@@ -375,12 +481,36 @@ class KafkaCommandProcessor:
                     await writer.stop()
                 self._known.pop(tp.partition, None)
                 self._next.pop(tp.partition, None)
+            self._drop_local([tp.partition for tp in revoked], "the partition moved on")
             await self._lead(LEADER_PARTITION in self._writers)
 
     # -- processing -----------------------------------------------------------------------
 
-    async def _process(self, tp: TopicPartition, records: Sequence[Any]) -> None:
+    async def _process(
+        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_LocalCommand] = ()
+    ) -> None:
         """One partition's share of a poll, as one transaction (the caller holds the lock)."""
+        try:
+            answers = await self._transact(tp, records, local)
+        except BaseException:
+            self._fail_local(local, "its transaction failed")
+            raise
+        for answer, reply in answers:
+            if not answer.done():
+                answer.set_result(reply)
+        self._fail_local(local, "its partition is not owned here any more")
+
+    def _fail_local(self, local: Sequence[_LocalCommand], reason: str) -> None:
+        for command in local:
+            if not command.answer.done():
+                command.answer.set_exception(
+                    NoReply(f"command {command.message.command_id}: {reason}")
+                )
+
+    async def _transact(
+        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_LocalCommand]
+    ) -> list[tuple[asyncio.Future[CommandReply], CommandReply]]:
+        """Decide and commit; the answers to the local commands once committed."""
         writer = self._writers.get(tp.partition)
         if writer is None:
             if tp.partition not in self._fenced and tp in self._consumer.assignment():
@@ -388,44 +518,42 @@ class KafkaCommandProcessor:
                 with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
                     await self._take(tp)
                 await self._lead(LEADER_PARTITION in self._writers)
-            return  # else revoked meanwhile
+            return []  # else revoked meanwhile
         records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
-        if not records:
-            return
-        offsets = {tp: records[-1].offset + 1}
+        if not records and not local:
+            return []
+        offsets = {tp: records[-1].offset + 1} if records else {}
         for attempt in range(2):
-            plan = await self._plan(tp.partition, records)
+            plan = await self._plan(tp.partition, records, local)
             try:
                 outcomes = await writer.commit(
-                    plan.appends,
-                    records=plan.records,
-                    offsets=offsets,
-                    group_id=self.group_id,
-                    all_or_nothing=True,
+                    plan.appends, records=plan.records, offsets=offsets, all_or_nothing=True
                 )
             except TransactionFailed as failed:
                 await self._recover(tp, writer, failed)
-                return
+                return []
             except WriterFenced:
                 logger.warning("partition %d: fenced by a newer owner", tp.partition)
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
                 await writer.stop()
                 await self._lead(LEADER_PARTITION in self._writers)
-                return
+                return []
             if all(outcome is None for outcome in outcomes):
                 self._remember(tp.partition, plan.states)
-                self._next[tp.partition] = offsets[tp]
-                self.stats.commands += len(records)
+                if records:
+                    self._next[tp.partition] = offsets[tp]
+                self.stats.commands += len(records) + len(local)
                 self.stats.transactions += 1
                 self.stats.rejected += plan.rejected
                 self.stats.dead_lettered += plan.poisoned
-                return
+                return plan.answers
             # The writer's heads disagree with what was decided on: decide again.
             logger.warning("partition %d: stale state (%s)", tp.partition, outcomes)
             self._known[tp.partition] = OrderedDict()
             if attempt:
                 raise next(o for o in outcomes if o is not None)
+        return []
 
     async def _recover(self, tp: TopicPartition, writer: StreamWriter, failed: Exception) -> None:
         """After a failed or unknown transaction: new producer, heads and offset re-read."""
@@ -449,7 +577,9 @@ class KafkaCommandProcessor:
                 logger.warning("partition %d: recovery failed (%r)", tp.partition, error)
                 await asyncio.sleep(0.5)
 
-    async def _plan(self, partition: int, records: Sequence[Any]) -> _Plan:
+    async def _plan(
+        self, partition: int, records: Sequence[Any], local: Sequence[_LocalCommand] = ()
+    ) -> _Plan:
         plan = _Plan()
         topics = self.log.topics
         for record in records:
@@ -458,30 +588,23 @@ class KafkaCommandProcessor:
                 message = CommandMessage.decode(record.value)
                 if self.log.partition_of(message.task_id) != partition:
                     raise PoisonCommand(f"task {message.task_id} belongs to another partition")
-                known = plan.states.get(message.task_id) or await self._load(
-                    partition, message.task_id
-                )
-                try:
-                    decided = decide(known.state, message.command)
-                except DomainError as refused:
-                    logger.info("command %s refused: %s", message.command_id, refused)
-                    plan.rejected += 1
-                    plan.records.append(self._reply(message, error=refused))
-                    continue
-                if not decided:
-                    plan.records.append(self._reply(message, known.state))
-                    continue
-                state, sealed = self._seal(known, message, decided)
+                reply = await self._decide(plan, partition, message)
             except PoisonCommand as poison:
                 plan.poisoned += 1
                 plan.records.append(self._dead_letter(record, str(poison)))
                 if message is not None:
                     refusal = InvalidCommand(str(poison))
-                    plan.records.append(self._reply(message, error=refusal))
+                    plan.records.append(
+                        self._reply(CommandReply(message.command_id, error=refusal))
+                    )
                 continue
-            plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
-            plan.states[message.task_id] = _Known(state, sealed[-1].hash)
-            plan.records.append(self._reply(message, state, sealed))
+            plan.records.append(self._reply(reply))
+        for command in local:
+            try:
+                reply = await self._decide(plan, partition, command.message)
+            except PoisonCommand as poison:
+                reply = CommandReply(command.message.command_id, error=InvalidCommand(str(poison)))
+            plan.answers.append((command.answer, reply))
         for task_id, known in plan.states.items():
             plan.records.append(
                 OutRecord(
@@ -493,16 +616,24 @@ class KafkaCommandProcessor:
             )
         return plan
 
-    def _reply(
-        self,
-        message: CommandMessage,
-        state: TaskState | None = None,
-        events: Sequence[Envelope] = (),
-        *,
-        error: DomainError | None = None,
-    ) -> OutRecord:
-        """The answer to ``message`` for whoever sent it, in the same transaction."""
-        reply = CommandReply(message.command_id, state, tuple(events), error)
+    async def _decide(self, plan: _Plan, partition: int, message: CommandMessage) -> CommandReply:
+        """Decide one command against the state so far, adding its events to the plan."""
+        known = plan.states.get(message.task_id) or await self._load(partition, message.task_id)
+        try:
+            decided = decide(known.state, message.command)
+        except DomainError as refused:
+            logger.info("command %s refused: %s", message.command_id, refused)
+            plan.rejected += 1
+            return CommandReply(message.command_id, error=refused)
+        if not decided:
+            return CommandReply(message.command_id, known.state)
+        state, sealed = self._seal(known, message, decided)
+        plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
+        plan.states[message.task_id] = _Known(state, sealed[-1].hash)
+        return CommandReply(message.command_id, state, tuple(sealed))
+
+    def _reply(self, reply: CommandReply) -> OutRecord:
+        """The answer to a command for whoever sent it, in the same transaction."""
         return OutRecord(self.log.topics.replies, reply.command_id.encode(), reply.encode(), 0)
 
     def _seal(

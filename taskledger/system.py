@@ -16,6 +16,7 @@ from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
 from events.kafka_log import KafkaEventLog
+from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
 from miners.btauth import SqliteNonceStore
 from miners.client import MinerClient
@@ -36,6 +37,7 @@ from processors.evaluation import Evaluations
 from processors.intake import Intake
 from processors.kafka_runtime import KafkaCommandProcessor
 from processors.pool import MinerPool
+from processors.projection_child import ProjectionChild
 from processors.projection_runner import ProjectionRunner, StatusBroadcaster
 from processors.retention import Retention
 from processors.runtime import Runtime
@@ -44,6 +46,7 @@ from processors.settings import ProcessorSettings
 from processors.status_topic import StatusTopicFeed
 from processors.work import WorkSender
 from projections import Projector
+from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.backends import open_blobs, open_event_log, open_read_models
 from taskledger.settings import Settings
@@ -120,6 +123,8 @@ class System:
     clock: Callable[[], datetime]
     runtime: Runtime = field(default_factory=Runtime)
     projection_runner: ProjectionRunner | None = None
+    # On the embedded log, a processors process without an edge projects in a child.
+    projection_child: ProjectionChild | None = None
     # On Kafka: where SSE streams hear of changes (the status topic), and the processors
     # that run on the leading process only, while it leads.
     status_feed: StatusTopicFeed | None = None
@@ -157,17 +162,30 @@ class System:
             failures |= self.leader_runtime.failures()
         figures: dict[str, Any] = {"restarts": failures}
         head = getattr(self.log, "head_position", None)
-        if head is not None and self.projection_runner is not None:
-            figures["projection_lag_events"] = max(
-                0, await head() - self.projection_runner.position
-            )
+        position = await self._projection_position()
+        if head is not None and position is not None:
+            figures["projection_lag_events"] = max(0, await head() - position)
         return figures
+
+    async def _projection_position(self) -> int | None:
+        if self.projection_child is not None:
+            return await self.projection_child.position()
+        return self.projection_runner.position if self.projection_runner is not None else None
+
+    async def _project(self) -> None:
+        if self.projection_child is not None:
+            await self.projection_child.run()
+        elif self.projection_runner is not None:
+            await self.projection_runner.run()
 
     def add_processors(self) -> None:
         """Register the processors: all in this runtime on the embedded log; on Kafka, the
         command processor here and the rest on whichever process leads (see ``_lead``)."""
         if isinstance(self.log, KafkaEventLog):
             processor = KafkaCommandProcessor(self.log, on_leadership=self._lead)
+            if isinstance(self.handler, KafkaCommandBus):
+                # This process's commands for the partitions it owns skip the broker.
+                self.handler.attach(processor)
             self.runtime.consumer("command-processor", processor.run)
         else:
             self._register_processors(self.runtime)
@@ -194,7 +212,7 @@ class System:
             timedelta(seconds=settings.retention_seconds),
             self.clock,
         )
-        runtime.consumer("projections", self.projection_runner.run)
+        runtime.consumer("projections", self._project)
         runtime.consumer("dispatcher", dispatcher.run)
         runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
@@ -217,6 +235,8 @@ class System:
             await self.handler.start()  # or the first request would wait for it
         if edge and self.status_feed is not None:
             await self.status_feed.start()
+        if processors and not edge and self.projection_runner is not None:
+            self.projection_child = projection_child(self.log, self.store)
         if processors:
             await self.runtime.start()
 
@@ -236,6 +256,17 @@ class System:
         close = getattr(self.nonce_store, "close", None)
         if close is not None:
             close()
+
+
+def projection_child(log: EventLog, store: ReadModelStore) -> ProjectionChild | None:
+    """A child process to project in, where the log and read models are SQLite files.
+
+    Only for a process without an edge: the edge's status streams hear of changes
+    from the projection in their own process.
+    """
+    if isinstance(log, SqliteEventLog) and isinstance(store, SqliteReadModelStore):
+        return ProjectionChild(log.path, store.path, store)
+    return None
 
 
 def build_system(

@@ -1,0 +1,140 @@
+"""The Kafka pipeline's short cuts keep its guarantees: commands a processor's own process
+sends for partitions it owns (decided without the broker's round trips), input offsets
+committed in the heads topic, and heads written before their events' offsets are known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiokafka import TopicPartition
+
+from aggregates import CreateTask, TaskAlreadyExists
+from events.kafka_log import KafkaEventLog
+from processors.command_bus import KafkaCommandBus
+from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
+from tests.contract.event_log_contract import chain
+from tests.integration.test_kafka_processor import read_topic, wait_for_streams
+from tests.support.histories import T0, lifecycle
+from tests.support.kafka_broker import KafkaBroker
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-fast-paths"))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def reader(kafka: KafkaBroker) -> AsyncIterator[KafkaEventLog]:
+    log = KafkaEventLog(
+        kafka.bootstrap, topic_prefix=f"fast-{uuid.uuid4().hex[:10]}", partitions=PARTITIONS
+    )
+    await log.start()
+    try:
+        yield log
+    finally:
+        await log.close()
+
+
+async def owning_everything(processor: KafkaCommandProcessor) -> None:
+    async with asyncio.timeout(60):
+        while not processor.leading or len(processor._writers) < PARTITIONS:
+            await asyncio.sleep(0.1)
+
+
+async def test_commands_for_owned_partitions_skip_the_topics(reader: KafkaEventLog) -> None:
+    log = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    processor = KafkaCommandProcessor(log)
+    bus = KafkaCommandBus(log, reply_timeout=30)
+    bus.attach(processor)
+    running = asyncio.create_task(processor.run())
+    try:
+        await owning_everything(processor)
+        scripts = {f"task-{n}": lifecycle("approved", T0, ("hk-a",)) for n in range(4)}
+        outcomes = await asyncio.gather(
+            *(bus.execute(t, commands[0], actor="client-1") for t, commands in scripts.items())
+        )
+        assert [o.state.status for o in outcomes] == ["PENDING"] * 4
+        with pytest.raises(TaskAlreadyExists):
+            first = scripts["task-0"][0]
+            assert isinstance(first, CreateTask)
+            await bus.execute("task-0", first, actor="client-1")
+        for task_id, commands in scripts.items():
+            for command in commands[1:]:
+                await bus.execute(task_id, command, actor="client-1")
+        lengths = {t: len(await log.read_stream(t)) for t in scripts}
+        streams = await wait_for_streams(reader, lengths)
+        assert all(streams[t][-1].type == "TaskApproved" for t in scripts)
+        assert processor.stats.transactions > 0
+    finally:
+        processor.stop()
+        await asyncio.wait_for(running, 30)
+        await bus.close()
+        await log.close()
+    topics = reader.topics
+    assert await read_topic(reader.bootstrap, topics.commands, PARTITIONS) == []
+    assert await read_topic(reader.bootstrap, topics.replies, 1) == []
+
+
+async def test_the_input_offset_travels_in_the_heads_topic(reader: KafkaEventLog) -> None:
+    topics = reader.topics
+    publisher = CommandPublisher(reader)
+    await publisher.start()
+    task_ids = [f"task-{n}" for n in range(6)]
+    try:
+        for task_id in task_ids:
+            await publisher.submit(task_id, lifecycle("approved", T0, ("hk-a",))[0], actor="c")
+        log = KafkaEventLog(reader.bootstrap, topic_prefix=topics.prefix)
+        processor = KafkaCommandProcessor(log)
+        running = asyncio.create_task(processor.run())
+        try:
+            await wait_for_streams(reader, dict.fromkeys(task_ids, 1))
+        finally:
+            processor.stop()
+            await asyncio.wait_for(running, 30)
+            await log.close()
+    finally:
+        await publisher.stop()
+    later = KafkaEventLog(reader.bootstrap, topic_prefix=topics.prefix)
+    try:
+        await later._catch_up_heads(range(PARTITIONS))
+        ends = {
+            p: later.input_offset(TopicPartition(topics.commands, p)) for p in range(PARTITIONS)
+        }
+        assert sum(offset or 0 for offset in ends.values()) == len(task_ids)
+        assert {head.task_id for head in await later.stream_heads()} == set(task_ids)
+    finally:
+        await later.close()
+
+
+async def test_a_wrong_guess_of_where_events_land_is_caught(reader: KafkaEventLog) -> None:
+    writer_log = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    try:
+        first = chain("task-1", 2)
+        await writer_log.append("task-1", 0, first)
+        writer = writer_log._writer
+        assert writer is not None
+        partition = writer_log.partition_of("task-1")
+        assert partition in writer._next_offsets
+        writer._next_offsets[partition] += 1  # as if someone else had written there
+        second = chain("task-1", 2, after=first[-1])
+        await writer_log.append("task-1", 2, second)
+    finally:
+        await writer_log.close()
+    fresh = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    try:
+        stream = await fresh.read_stream("task-1")
+        assert [e.event_id for e in stream] == [e.event_id for e in (*first, *second)]
+    finally:
+        await fresh.close()
