@@ -123,6 +123,7 @@ def http(arguments: argparse.Namespace) -> int:
             rate_seconds=arguments.rate_seconds,
             tasks=arguments.tasks,
             intake_seconds=arguments.intake_seconds,
+            peers_apart=arguments.peers_apart,
         )
     )
     latency, lifecycles, intake = figures["latency"], figures["lifecycles"], figures["intake"]
@@ -136,16 +137,25 @@ def http(arguments: argparse.Namespace) -> int:
         f"{latency['to_distributed_p99_ms']:.1f} ms; to DONE p50 "
         f"{latency['to_done_p50_ms']:.1f} ms, p99 {latency['to_done_p99_ms']:.1f} ms"
     )
+    command = "taskledger bench http" + (" --peers-apart" if arguments.peers_apart else "")
+    peers = (
+        "fast miners answering at once and the reference validator posting over HTTP "
+        "(up to 16 evaluations in flight) run "
+        + (
+            "in a process of their own"
+            if arguments.peers_apart
+            else "inside the processors process"
+        )
+    )
     markdown = "\n".join(
         [
             "## HTTP (embedded log; edge and processors as two processes)",
             "",
-            "Command: `taskledger bench http`. The edge and the processors (with fast "
-            "miners answering at once and the reference validator posting over HTTP, up "
-            "to 16 evaluations in flight) run as two processes on one data directory; the "
-            "load comes from a third over loopback (aiohttp, 64 connections), polling the "
-            "oldest unfinished tasks' status. Phases: open-loop latency at the offered "
-            "rate, then lifecycles as fast as they go, then intake alone.",
+            f"Command: `{command}`. The edge and the processors run as two processes on "
+            f"one data directory, the processors projecting inline; {peers}. The load comes "
+            "from another process over loopback (a lean HTTP/1.1 client, 64 connections), "
+            "polling the oldest unfinished tasks' status. Phases: open-loop latency at the "
+            "offered rate, then lifecycles as fast as they go, then intake alone.",
             "",
             "| figure | goal | measured |",
             "|---|---|---|",
@@ -232,6 +242,12 @@ def add_parser(commands: Any) -> None:
     http_parser.add_argument("--rate-seconds", type=float, default=10.0)
     http_parser.add_argument("--tasks", type=int, default=2000, help="lifecycles to run")
     http_parser.add_argument("--intake-seconds", type=float, default=5.0)
+    http_parser.add_argument(
+        "--peers-apart",
+        action="store_true",
+        help="the fast miners and the validator in a process of their own "
+        "(default: inside the processors process)",
+    )
     http_parser.add_argument("--json", action="store_true")
     http_parser.add_argument("--no-record", action="store_true")
     http_parser.set_defaults(handler=http)

@@ -262,10 +262,15 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
 
 
 def run_http_bench(
-    rate: float = 200.0, rate_seconds: float = 10.0, tasks: int = 2000, intake_seconds: float = 5.0
+    rate: float = 200.0,
+    rate_seconds: float = 10.0,
+    tasks: int = 2000,
+    intake_seconds: float = 5.0,
+    *,
+    peers_apart: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="taskledger-http-bench-") as directory:
-        processes, url, key = start_servers(Path(directory), peers_apart=True)
+        processes, url, key = start_servers(Path(directory), peers_apart=peers_apart)
         try:
             return asyncio.run(drive(url, key, rate, rate_seconds, tasks, intake_seconds))
         finally:

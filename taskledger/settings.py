@@ -25,6 +25,9 @@ class Settings:
     read_models: str = "sqlite"
     blobs: str = "local"
     durability: str = "full"
+    # Where a processors-only process on the embedded log folds the read models:
+    # "inline" in its own event loop, or "process" in a child process of its own.
+    projection: str = "inline"
     api_keys: dict[str, str] = field(default_factory=dict)
     validator_hotkeys: tuple[str, ...] = ()
     miners_file: Path | None = None
@@ -94,6 +97,9 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     durability = get("TASKLEDGER_DURABILITY", defaults.durability)
     if durability not in ("full", "normal"):
         raise SettingsError("TASKLEDGER_DURABILITY: use full or normal")
+    projection = get("TASKLEDGER_PROJECTION", defaults.projection)
+    if projection not in ("inline", "process"):
+        raise SettingsError("TASKLEDGER_PROJECTION: use inline or process")
     port = get("TASKLEDGER_PORT")
     if port is not None and not port.isdigit():
         raise SettingsError(f"TASKLEDGER_PORT: {port!r} is not a port number")
@@ -108,6 +114,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         read_models=get("TASKLEDGER_READ_MODELS", defaults.read_models),
         blobs=get("TASKLEDGER_BLOBS", defaults.blobs),
         durability=durability,
+        projection=projection,
         api_keys=_pairs(get("TASKLEDGER_API_KEYS", ""), "TASKLEDGER_API_KEYS"),
         validator_hotkeys=tuple(
             filter(None, (h.strip() for h in get("TASKLEDGER_VALIDATOR_HOTKEYS", "").split(",")))

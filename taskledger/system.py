@@ -123,7 +123,8 @@ class System:
     clock: Callable[[], datetime]
     runtime: Runtime = field(default_factory=Runtime)
     projection_runner: ProjectionRunner | None = None
-    # On the embedded log, a processors process without an edge projects in a child.
+    # On the embedded log, a processors process without an edge may project in a child
+    # (TASKLEDGER_PROJECTION=process).
     projection_child: ProjectionChild | None = None
     # On Kafka: where SSE streams hear of changes (the status topic), and the processors
     # that run on the leading process only, while it leads.
@@ -235,7 +236,12 @@ class System:
             await self.handler.start()  # or the first request would wait for it
         if edge and self.status_feed is not None:
             await self.status_feed.start()
-        if processors and not edge and self.projection_runner is not None:
+        if (
+            processors
+            and not edge
+            and self.settings.projection == "process"
+            and self.projection_runner is not None
+        ):
             self.projection_child = projection_child(self.log, self.store)
         if processors:
             await self.runtime.start()

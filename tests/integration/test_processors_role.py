@@ -1,4 +1,5 @@
-"""A processors process without an edge: the projection runs in a child process."""
+"""A processors process without an edge may project in a child process
+(``TASKLEDGER_PROJECTION=process``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from processors.projection_child import ProjectionChild
+from taskledger.settings import Settings
 from taskledger.system import build_system
 from tests.integration.test_processors import (
     PROXY,
@@ -20,6 +23,10 @@ from tests.integration.test_processors import (
     wait_for,
 )
 from tests.support.fast_miners import FakeMiner, answer
+
+
+def in_a_child(tmp_path: Path) -> Settings:
+    return replace(settings_for(tmp_path), projection="process")
 
 
 @pytest.fixture
@@ -34,7 +41,7 @@ async def test_the_processors_role_projects_in_a_child(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
     system = build_system(
-        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
     )
     await system.start(edge=False, processors=True)
     try:
@@ -58,11 +65,27 @@ async def test_the_processors_role_projects_in_a_child(
         await system.close()
 
 
-async def test_with_an_edge_the_projection_stays_in_process(
+async def test_by_default_the_processors_role_projects_inline(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
     system = build_system(
         settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+    )
+    await system.start(edge=False, processors=True)
+    try:
+        assert system.projection_child is None
+        task_id = await submit(system)
+        await wait_for(system, task_id, is_status("DONE"))
+        assert _projection_children() == []
+    finally:
+        await system.close()
+
+
+async def test_with_an_edge_the_projection_stays_in_process(
+    tmp_path: Path, miners: list[FakeMiner]
+) -> None:
+    system = build_system(
+        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
     )
     await system.start(edge=True, processors=True)
     try:
@@ -94,7 +117,7 @@ async def test_a_child_that_dies_is_reported_and_started_again(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
     system = build_system(
-        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
+        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
     )
     await system.start(edge=False, processors=True)
     assert system.projection_child is not None
