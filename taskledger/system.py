@@ -38,7 +38,11 @@ from processors.intake import Intake
 from processors.kafka_runtime import KafkaCommandProcessor
 from processors.pool import MinerPool
 from processors.projection_child import ProjectionChild
-from processors.projection_runner import ProjectionRunner, StatusBroadcaster
+from processors.projection_runner import (
+    SHARED_LOOP_MAX_BATCH,
+    ProjectionRunner,
+    StatusBroadcaster,
+)
 from processors.retention import Retention
 from processors.runtime import Runtime
 from processors.selection import MinerSelector
@@ -194,7 +198,12 @@ class System:
     def _register_processors(self, runtime: Runtime) -> None:
         """The dispatcher, deadline keeper, projections and retention, built afresh."""
         settings = processor_settings(self.settings)
-        self.projection_runner = ProjectionRunner(self.log, Projector(self.store), self.broadcaster)
+        self.projection_runner = ProjectionRunner(
+            self.log,
+            Projector(self.store),
+            self.broadcaster,
+            max_batch=SHARED_LOOP_MAX_BATCH,
+        )
         dispatcher = Dispatcher(
             self.handler,
             self.log,
