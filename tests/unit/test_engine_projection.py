@@ -208,17 +208,18 @@ def test_a_tally_counts_as_the_updates_one_by_one_do() -> None:
     assert MinerTally(start).stats() == start
 
 
-async def test_new_databases_get_16_kib_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+async def test_new_read_models_get_16_kib_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
     old = open_wal(tmp_path / "old.db")
     old.execute("CREATE TABLE t (x)")
     old.close()
-    log, store = SqliteEventLog(tmp_path / "events.db"), SqliteReadModelStore(tmp_path / "rm.db")
+    store = SqliteReadModelStore(tmp_path / "rm.db")
+    kept = SqliteReadModelStore(tmp_path / "old.db")
+    log = SqliteEventLog(tmp_path / "events.db")
     try:
-        for connection in (log._writer, store._writer):
-            assert connection.execute("PRAGMA page_size").fetchone() == (16_384,)
-        kept = SqliteEventLog(tmp_path / "old.db")
+        assert store._writer.execute("PRAGMA page_size").fetchone() == (16_384,)
         assert kept._writer.execute("PRAGMA page_size").fetchone() == (4_096,)
-        await kept.close()
+        assert log._writer.execute("PRAGMA page_size").fetchone() == (4_096,)
     finally:
         await log.close()
         await store.close()
+        await kept.close()
