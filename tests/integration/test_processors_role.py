@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import pytest
 
 from processors.projection_child import ProjectionChild
 from taskledger.settings import Settings
-from taskledger.system import build_system
+from taskledger.system import System, build_system
 from tests.integration.test_processors import (
     PROXY,
     is_status,
@@ -29,6 +30,19 @@ def in_a_child(tmp_path: Path) -> Settings:
     return replace(settings_for(tmp_path), projection="process")
 
 
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, miners: list[FakeMiner], *, edge: bool
+) -> AsyncIterator[System]:
+    """A system with processors (and the edge, if asked), closed on the way out."""
+    system = build_system(settings, extra_miners=[m.info for m in miners], identity=PROXY)
+    await system.start(edge=edge, processors=True)
+    try:
+        yield system
+    finally:
+        await system.close()
+
+
 @pytest.fixture
 async def miners() -> AsyncIterator[list[FakeMiner]]:
     started = [await FakeMiner(hotkey, answer).start() for hotkey in ("5MinerA", "5MinerB")]
@@ -40,11 +54,7 @@ async def miners() -> AsyncIterator[list[FakeMiner]]:
 async def test_the_processors_role_projects_in_a_child(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
-    system = build_system(
-        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
-    )
-    await system.start(edge=False, processors=True)
-    try:
+    async with running(in_a_child(tmp_path), miners, edge=False) as system:
         assert isinstance(system.projection_child, ProjectionChild)
         task_id = await submit(system)
         # The read model this process reads was written by the child.
@@ -61,39 +71,25 @@ async def test_the_processors_role_projects_in_a_child(
             await asyncio.sleep(0.05)
         assert figures["projection_lag_events"] == 0
         assert figures["restarts"]["projections"] == 0
-    finally:
-        await system.close()
 
 
 async def test_by_default_the_processors_role_projects_inline(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
-    system = build_system(
-        settings_for(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
-    )
-    await system.start(edge=False, processors=True)
-    try:
+    async with running(settings_for(tmp_path), miners, edge=False) as system:
         assert system.projection_child is None
         task_id = await submit(system)
         await wait_for(system, task_id, is_status("DONE"))
         assert _projection_children() == []
-    finally:
-        await system.close()
 
 
 async def test_with_an_edge_the_projection_stays_in_process(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
-    system = build_system(
-        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
-    )
-    await system.start(edge=True, processors=True)
-    try:
+    async with running(in_a_child(tmp_path), miners, edge=True) as system:
         assert system.projection_child is None
         task_id = await submit(system)
         await wait_for(system, task_id, is_status("DONE"))
-    finally:
-        await system.close()
 
 
 def _projection_children() -> list[int]:
@@ -116,12 +112,8 @@ def _projection_children() -> list[int]:
 async def test_a_child_that_dies_is_reported_and_started_again(
     tmp_path: Path, miners: list[FakeMiner]
 ) -> None:
-    system = build_system(
-        in_a_child(tmp_path), extra_miners=[m.info for m in miners], identity=PROXY
-    )
-    await system.start(edge=False, processors=True)
-    assert system.projection_child is not None
-    try:
+    async with running(in_a_child(tmp_path), miners, edge=False) as system:
+        assert system.projection_child is not None
         for _ in range(100):
             if children := _projection_children():
                 break
@@ -137,6 +129,4 @@ async def test_a_child_that_dies_is_reported_and_started_again(
         assert _projection_children() not in ([], [first])
         task_id = await submit(system)
         await wait_for(system, task_id, is_status("DONE"))
-    finally:
-        await system.close()
     assert _projection_children() == []
