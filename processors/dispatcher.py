@@ -9,8 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
-from aggregates import DistributeTask, DomainError
-from events import PRIORITY_RANK, Batch, EventLog
+from aggregates import DistributeTask, DomainError, TaskState, fold
+from events import PRIORITY_RANK, Batch, Envelope, EventLog
 from processors.command_port import TaskCommands
 from processors.pool import MinerPool
 from processors.selection import MinerSelector
@@ -55,6 +55,7 @@ class Dispatcher:
         self._clock = clock
         self._queue: list[tuple[int, int, str]] = []
         self._queued: set[str] = set()
+        self._created: dict[str, Envelope] = {}  # queued tasks' TaskCreated, as the log told it
         self._order = 0
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting: list[tuple[int, int, str]] = []
@@ -68,6 +69,25 @@ class Dispatcher:
         self._queued.add(task_id)
         self._order += 1
         heapq.heappush(self._queue, (-PRIORITY_RANK.get(priority, 1), self._order, task_id))
+
+    def _forget(self, task_id: str) -> None:
+        self._queued.discard(task_id)
+        self._created.pop(task_id, None)
+
+    async def _state(self, task_id: str) -> TaskState:
+        """The task as its stream has it, or as its TaskCreated said if the read lags.
+
+        On Kafka a subscriber can be handed a transaction's events a moment before the
+        writer in the same process has recorded that the transaction committed; a read
+        then still finds no stream. Such a task is PENDING with what it was created with,
+        and the command processor decides the distribution against the log's own state
+        in any case, so nothing stale is written: a task that moved on is refused.
+        """
+        state = await self._handler.load(task_id)
+        created = self._created.get(task_id)
+        if not state.exists and created is not None:
+            return fold(task_id, [created])
+        return state
 
     async def run(self) -> None:
         self._selector.seed(await self._store.all_miners())
@@ -119,6 +139,8 @@ class Dispatcher:
         for envelope in batch.events:
             data = envelope.data
             if envelope.type == "TaskCreated":
+                if envelope.task_id not in self._queued:
+                    self._created[envelope.task_id] = envelope
                 self._push(envelope.task_id, data.get("priority", "normal"))
             elif envelope.type == "TaskDistributed":
                 for assignment in data["assignments"]:
@@ -144,9 +166,9 @@ class Dispatcher:
     async def _dispatch(self, item: tuple[int, int, str]) -> None:
         task_id = item[2]
         try:
-            state = await self._handler.load(task_id)
+            state = await self._state(task_id)
             if state.status != "PENDING":
-                self._queued.discard(task_id)
+                self._forget(task_id)
                 return
             chosen = self._selector.choose(
                 await self._pool.miners(), state.task_type, state.miners_wanted
@@ -163,13 +185,13 @@ class Dispatcher:
                 )
             except DomainError as refused:
                 log.debug("task %s not distributed: %s", task_id, refused)
-                self._queued.discard(task_id)
+                self._forget(task_id)
                 return
             finally:
                 # The log will report these assignments; count them once, from there.
                 for miner in chosen:
                     self._selector.settled(miner.hotkey)
-            self._queued.discard(task_id)
+            self._forget(task_id)
             self._sender.deliver(outcome)
         except Exception:
             # The log or the directory failed for a moment: try again with the waiting.
