@@ -3,7 +3,10 @@
 On Kafka the command processors publish each changed task's status document in the same
 transaction as its events; an HTTP edge follows the topic (from its end as of start) and
 hands each document to whoever listens for that task — the SSE streams. Documents of tasks
-nobody listens to are skipped without being decoded.
+nobody listens to are skipped without being decoded, and while nobody listens at all the
+topic is not read: an edge without streams open does not fetch every status of the system.
+The first listener after a quiet spell starts from the topic's end; a change written while
+that position is being found reaches the stream through its periodic re-read instead.
 """
 
 from __future__ import annotations
@@ -28,11 +31,20 @@ class StatusTopicFeed:
         self.log = log
         self._listeners: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
         self._consumer: Any = None
+        self._partitions: list[TopicPartition] = []
+        self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def reading(self) -> bool:
+        """Whether the topic is being read now (someone listens)."""
+        consumer = self._consumer
+        return consumer is not None and bool(self._partitions) and not consumer.paused()
 
     def listen(self, task_id: str) -> asyncio.Queue[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._listeners[task_id].add(queue)
+        self._wanted.set()
         return queue
 
     def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None:
@@ -47,7 +59,9 @@ class StatusTopicFeed:
         topics = self.log.topics
         tps = [TopicPartition(topics.status, p) for p in range(topics.partitions)]
         consumer = await self.log.follow_from_end("status-feed", tps)
+        consumer.pause(*tps)  # until someone listens
         self._consumer = consumer
+        self._partitions = tps
         self._task = asyncio.create_task(self._follow(), name="status-feed")
 
     async def close(self) -> None:
@@ -62,9 +76,19 @@ class StatusTopicFeed:
             self._consumer = None
 
     async def _follow(self) -> None:
+        consumer, tps = self._consumer, self._partitions
         while True:
+            if not self._listeners:
+                consumer.pause(*tps)
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
             try:
-                fetched = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+                if consumer.paused():
+                    # What was written while nobody listened is of use to no one.
+                    await consumer.seek_to_end(*tps)
+                    consumer.resume(*tps)
+                fetched = await consumer.getmany(timeout_ms=200, max_records=2000)
             except KafkaError as error:
                 logger.warning("reading %s: %r", self.log.topics.status, error)
                 await asyncio.sleep(0.5)

@@ -9,13 +9,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import orjson
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from aggregates import CreateTask, TaskAlreadyExists
 from events.kafka_log import KafkaEventLog
 from processors.command_bus import KafkaCommandBus
 from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
+from processors.status_topic import StatusTopicFeed
 from tests.contract.event_log_contract import chain
 from tests.integration.test_kafka_processor import read_topic, wait_for_streams
 from tests.support.histories import T0, lifecycle
@@ -138,3 +140,50 @@ async def test_a_wrong_guess_of_where_events_land_is_caught(reader: KafkaEventLo
         assert [e.event_id for e in stream] == [e.event_id for e in (*first, *second)]
     finally:
         await fresh.close()
+
+
+async def test_the_status_feed_reads_the_topic_only_while_someone_listens(
+    reader: KafkaEventLog,
+) -> None:
+    feed = StatusTopicFeed(reader)
+    await feed.start()
+    producer = AIOKafkaProducer(bootstrap_servers=reader.bootstrap)
+    await producer.start()
+
+    async def publish(task_id: str, version: int) -> None:
+        document = {"task_id": task_id, "status": "PENDING", "version": version}
+        await producer.send_and_wait(
+            reader.topics.status,
+            orjson.dumps(document),
+            key=task_id.encode(),
+            partition=reader.partition_of(task_id),
+        )
+
+    try:
+        await publish("task-unheard", 1)  # nobody listens: never read
+        await asyncio.sleep(0.3)
+        assert not feed.reading
+        changes = feed.listen("task-heard")
+        async with asyncio.timeout(30):
+            while not feed.reading:
+                await asyncio.sleep(0.01)
+        await publish("task-heard", 2)
+        async with asyncio.timeout(30):
+            document = await changes.get()
+        assert document == {"task_id": "task-heard", "status": "PENDING", "version": 2}
+        feed.forget("task-heard", changes)
+        async with asyncio.timeout(30):
+            while feed.reading:
+                await asyncio.sleep(0.01)
+        await publish("task-heard", 3)  # while nobody listens: skipped, not queued up
+        again = feed.listen("task-heard")
+        async with asyncio.timeout(30):
+            while not feed.reading:
+                await asyncio.sleep(0.01)
+        await publish("task-heard", 4)
+        async with asyncio.timeout(30):
+            document = await again.get()
+        assert document["version"] == 4
+    finally:
+        await producer.stop()
+        await feed.close()
