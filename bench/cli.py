@@ -184,6 +184,7 @@ def kafka(arguments: argparse.Namespace) -> int:
             rate=arguments.rate,
             seconds=arguments.seconds,
             tasks=arguments.tasks,
+            warm_seconds=arguments.warm_seconds,
         )
     )
     latency, topic, lifecycles = figures["latency"], figures["status_topic"], figures["lifecycles"]
@@ -207,7 +208,9 @@ def kafka(arguments: argparse.Namespace) -> int:
             "commands through the broker, and `--role processors` (the command processor "
             "and, as leader, the dispatcher, deadlines and projections; fast miners, the "
             "reference validator over HTTP). The load and a plain aiokafka follower of the "
-            "status topic run in a third, after one task has gone all the way. Events/s "
+            "status topic run in a third, after one task has gone all the way and "
+            f"{arguments.warm_seconds:.0f} s of load at the offered rate (unmeasured: a "
+            "freshly started broker spends its first minute compiling). Events/s "
             "counts 8 events per completed lifecycle.",
             "",
             "| figure | goal | measured |",
@@ -256,6 +259,12 @@ def add_parser(commands: Any) -> None:
     kafka_parser.add_argument("--rate", type=float, default=200.0, help="tasks/s offered")
     kafka_parser.add_argument("--seconds", type=float, default=10.0)
     kafka_parser.add_argument("--tasks", type=int, default=1000, help="lifecycles to run")
+    kafka_parser.add_argument(
+        "--warm-seconds",
+        type=float,
+        default=30.0,
+        help="load at the offered rate before measuring (the broker's JIT warm-up)",
+    )
     kafka_parser.add_argument("--json", action="store_true")
     kafka_parser.add_argument("--no-record", action="store_true")
     kafka_parser.set_defaults(handler=kafka)

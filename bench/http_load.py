@@ -111,13 +111,10 @@ class Load:
         return time.monotonic()
 
 
-async def latency_phase(
-    load: Load, rate: float, seconds: float, sent: dict[str, float] | None = None
-) -> dict[str, Any]:
-    """Open loop at ``rate``; ``sent`` collects each accepted task's send time."""
-    sent = {} if sent is None else sent
+async def offer(load: Load, rate: float, seconds: float, sent: dict[str, float]) -> None:
+    """Open loop at ``rate`` until every task is terminal; ``sent`` collects each accepted
+    task's send time."""
     started = time.monotonic()
-    wall_started = time.time()
 
     async def one(index: int) -> None:
         at = time.time()
@@ -133,6 +130,15 @@ async def latency_phase(
         pending.append(asyncio.create_task(one(index)))
     await asyncio.gather(*pending)
     await load.wait_terminal(list(sent), timeout=120)
+
+
+async def latency_phase(
+    load: Load, rate: float, seconds: float, sent: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """:func:`offer`, then each task's times from its events."""
+    sent = {} if sent is None else sent
+    wall_started = time.time()
+    await offer(load, rate, seconds, sent)
     to_distributed, to_done = [], []
     semaphore = asyncio.Semaphore(32)
 
@@ -231,8 +237,9 @@ def start_servers(
         extra = ("--miners-file", miners_file)
     processors, _ = _start(data_dir, port, "processors", event_log, *extra)
     edge, ready = _start(data_dir, port, "edge", event_log)
-    # Terminated in this order: the validator (with the peers) first, then the edge.
-    return [*started, edge, processors], str(ready["url"]), str(ready["key"])
+    # Terminated in this order: the validator (with the peers or the processors) first, so
+    # that it does not go on asking an edge that has gone.
+    return [*started, processors, edge], str(ready["url"]), str(ready["key"])
 
 
 async def drive(
@@ -252,13 +259,14 @@ async def drive(
 
 
 def stop(processes: list[subprocess.Popen[str]]) -> None:
+    """One after the other, in the order given."""
     for process in processes:
         process.terminate()
-    for process in processes:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def run_http_bench(
