@@ -262,7 +262,7 @@ def add_parser(commands: Any) -> None:
     kafka_parser.add_argument(
         "--warm-seconds",
         type=float,
-        default=30.0,
+        default=60.0,
         help="load at the offered rate before measuring (the broker's JIT warm-up)",
     )
     kafka_parser.add_argument("--json", action="store_true")

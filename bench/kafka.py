@@ -8,10 +8,10 @@ from this process over loopback. Besides the HTTP phases it
 follows `<prefix>.status` with a plain aiokafka consumer, to time intake to the
 first status document past PENDING on the topic.
 
-Before measuring, the pipeline runs at the offered rate for ``warm_seconds``: a broker
-just started spends most of its first minute of load compiling (the JVM's JIT compiler
-threads took more CPU than its request handlers in the first 30 s here), which is a
-start-up cost, not the steady state an operator's broker runs in.
+Before measuring, the pipeline runs at the offered rate for ``warm_seconds`` (60 s by
+default): a broker just started spends much of its first minute of load compiling (its
+JIT compiler threads took more CPU than its request handlers in the first 30 s here),
+which is a start-up cost, not the steady state an operator's broker runs in.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def run_kafka_bench(
     rate: float = 200.0,
     seconds: float = 10.0,
     tasks: int = 1000,
-    warm_seconds: float = 30.0,
+    warm_seconds: float = 60.0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="taskledger-kafka-bench-") as directory:
         broker = None
