@@ -62,7 +62,10 @@ partition from the stream's first to its last offset; recent streams are cached.
 restarted process therefore reads correctly without any local state, and a broker that is
 away for a moment delays reads (up to ``read_timeout``) and appends (``append_timeout``).
 ``subscribe`` reads every partition; order holds within a partition, hence within a task,
-not across tasks. Its checkpoint is JSON ``{"<partition>": <next offset>}``. Without
+not across tasks. A subscriber is never handed an event of a partition this process writes
+before ``read_stream`` here finds it: a commit becomes visible to consumers a moment before
+its writer has recorded it, and the subscriber waits for that (at most ``settle_seconds``).
+Its checkpoint is JSON ``{"<partition>": <next offset>}``. Without
 ``follow`` it stops at the last stable offsets as they were when called (including this
 process's own commits, whose transaction markers may land a moment after the commit).
 
@@ -638,6 +641,8 @@ class KafkaEventLog:
         self._checkpoints: dict[str, str] = {}
         self._owners: dict[int, StreamWriter] = {}
         self._own_end: dict[int, int] = {}
+        # Per events partition, the offset after the last event the known heads cover.
+        self._heads_end: dict[int, int] = {}
         self._cache = _StreamCache(stream_cache_size)
         # Seconds' worth: the subscribers in this process are moments behind its commits.
         self._placed = _PlacedEvents(8192)
@@ -857,6 +862,25 @@ class KafkaEventLog:
         current = self._heads.get(task_id)
         if current is None or head.sequence >= current.sequence:
             self._heads[task_id] = head
+        partition = self.partition_of(task_id)
+        if head.last_offset >= self._heads_end.get(partition, 0):
+            self._heads_end[partition] = head.last_offset + 1
+
+    async def _recorded(self, partition: int, offset: int) -> None:
+        """Until the heads cover ``offset`` of a partition this process writes.
+
+        Such an event is visible only once its transaction committed, and a committed
+        transaction of this process's writer is recorded (``_committed``) as soon as the
+        writer's coroutine runs on: a few turns of the loop. Events of partitions written
+        elsewhere are read with their heads (``read_stream``), so they need no wait.
+        """
+        deadline = time.monotonic() + self.settle_seconds
+        while (
+            partition in self._owners
+            and self._heads_end.get(partition, 0) <= offset
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.001)
 
     def _stream_has(self, task_id: str, envelope: Envelope) -> bool:
         """Whether the cached stream holds this very event (read it first)."""
@@ -1112,6 +1136,7 @@ class KafkaEventLog:
             fetched = await consumer.getmany(timeout_ms=self._poll_ms, max_records=batch_size)
             events: list[Envelope] = []
             for tp, records in fetched.items():
+                await self._recorded(tp.partition, records[-1].offset)
                 events.extend(self._placed.envelope(record) for record in records)
                 positions[tp.partition] = records[-1].offset + 1
             if events:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -187,3 +188,30 @@ async def test_the_status_feed_reads_the_topic_only_while_someone_listens(
     finally:
         await producer.stop()
         await feed.close()
+
+
+async def test_a_subscriber_hears_of_an_own_commit_only_once_it_can_be_read(
+    reader: KafkaEventLog,
+) -> None:
+    """A commit is visible to consumers a moment before its writer has recorded it; a
+    subscriber in the writing process must not be handed the event inside that moment."""
+    log = reader
+    record = log._committed
+
+    def recorded_late(heads: Any, appends: Any) -> None:
+        asyncio.get_running_loop().call_later(0.5, record, heads, appends)
+
+    log._committed = recorded_late  # type: ignore[method-assign]
+    read_when_heard: list[int] = []
+
+    async def hear_first() -> None:
+        async for batch in log.subscribe(after=None):
+            for envelope in batch.events:
+                read_when_heard.append(len(await log.read_stream(envelope.task_id)))
+            return
+
+    hearing = asyncio.create_task(hear_first())
+    await asyncio.sleep(1.0)  # the subscriber is positioned
+    await log.append("task-late", 0, chain("task-late", 1))
+    await asyncio.wait_for(hearing, 30)
+    assert read_when_heard == [1]
