@@ -70,12 +70,23 @@ async def proxy_hotkey_of(client: MinerClient, proxy: str) -> str:
 async def run_validator(arguments: argparse.Namespace) -> int:
     identity = Identity.load_or_create(arguments.wallets_dir, arguments.wallet)
     # A validator talks to the proxy alone: every connection of the pool may go there.
+    connections = arguments.concurrency
     client = MinerClient(
-        identity, timeout_seconds=30.0, max_connections=16, max_connections_per_peer=16
+        identity,
+        timeout_seconds=30.0,
+        max_connections=connections,
+        max_connections_per_peer=connections,
     )
     try:
         hotkey = arguments.proxy_hotkey or await proxy_hotkey_of(client, arguments.proxy)
-        validator = ReferenceValidator(identity, client, arguments.proxy, hotkey)
+        validator = ReferenceValidator(
+            identity,
+            client,
+            arguments.proxy,
+            hotkey,
+            batch=arguments.batch,
+            concurrency=arguments.concurrency,
+        )
         print(f"reference validator {identity.ss58} against {arguments.proxy}", flush=True)
         if arguments.once:
             print(f"evaluated {await validator.run_once()} task(s)")

@@ -121,3 +121,15 @@ def test_a_bad_setting_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "TASKLEDGER_DURABILITY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_validator_takes_its_batch_and_concurrency_from_the_command_line() -> None:
+    from taskledger.cli import parser
+
+    arguments = parser().parse_args(["validator", "--concurrency", "4", "--batch", "10"])
+    assert (arguments.concurrency, arguments.batch) == (4, 10)
+    defaults = parser().parse_args(["validator"])
+    assert (defaults.concurrency, defaults.batch) == (16, 50)
+    refused = taskledger("validator", "--concurrency", "0")
+    assert refused.returncode == 2
+    assert "must be at least 1" in refused.stderr
