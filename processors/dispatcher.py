@@ -77,11 +77,12 @@ class Dispatcher:
     async def _state(self, task_id: str) -> TaskState:
         """The task as its stream has it, or as its TaskCreated said if the read lags.
 
-        On Kafka a subscriber can be handed a transaction's events a moment before the
-        writer in the same process has recorded that the transaction committed; a read
-        then still finds no stream. Such a task is PENDING with what it was created with,
-        and the command processor decides the distribution against the log's own state
-        in any case, so nothing stale is written: a task that moved on is refused.
+        On Kafka a commit is visible to subscribers a moment before the writer in the same
+        process has recorded it. The log holds its subscribers back for that moment, but
+        only for so long (``settle_seconds``), and a task dropped here would sit in PENDING
+        until its deadline. A task the read does not find yet is PENDING with what it was
+        created with; the command processor decides the distribution against the log's own
+        state in any case, so nothing stale is written: a task that moved on is refused.
         """
         state = await self._handler.load(task_id)
         created = self._created.get(task_id)

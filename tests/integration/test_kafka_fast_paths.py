@@ -143,6 +143,12 @@ async def test_a_wrong_guess_of_where_events_land_is_caught(reader: KafkaEventLo
         await fresh.close()
 
 
+async def reading(feed: StatusTopicFeed, wanted: bool) -> None:
+    async with asyncio.timeout(30):
+        while feed.reading != wanted:
+            await asyncio.sleep(0.01)
+
+
 async def test_the_status_feed_reads_the_topic_only_while_someone_listens(
     reader: KafkaEventLog,
 ) -> None:
@@ -165,22 +171,16 @@ async def test_the_status_feed_reads_the_topic_only_while_someone_listens(
         await asyncio.sleep(0.3)
         assert not feed.reading
         changes = feed.listen("task-heard")
-        async with asyncio.timeout(30):
-            while not feed.reading:
-                await asyncio.sleep(0.01)
+        await reading(feed, True)
         await publish("task-heard", 2)
         async with asyncio.timeout(30):
             document = await changes.get()
         assert document == {"task_id": "task-heard", "status": "PENDING", "version": 2}
         feed.forget("task-heard", changes)
-        async with asyncio.timeout(30):
-            while feed.reading:
-                await asyncio.sleep(0.01)
+        await reading(feed, False)
         await publish("task-heard", 3)  # while nobody listens: skipped, not queued up
         again = feed.listen("task-heard")
-        async with asyncio.timeout(30):
-            while not feed.reading:
-                await asyncio.sleep(0.01)
+        await reading(feed, True)
         await publish("task-heard", 4)
         async with asyncio.timeout(30):
             document = await again.get()
