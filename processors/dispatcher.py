@@ -12,6 +12,7 @@ from datetime import datetime
 from aggregates import DistributeTask, DomainError, TaskState, fold
 from events import PRIORITY_RANK, Batch, Envelope, EventLog
 from processors.command_port import TaskCommands
+from processors.commands import Outcome
 from processors.pool import MinerPool
 from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings
@@ -62,6 +63,7 @@ class Dispatcher:
         self._checkpoint_seconds = checkpoint_seconds
         self._checkpoint: str | None = None
         self._batches: deque[tuple[str, list[asyncio.Task[None]]]] = deque()
+        self._seeded = False
 
     def _push(self, task_id: str, priority: str) -> None:
         if task_id in self._queued:
@@ -97,6 +99,7 @@ class Dispatcher:
         # Work sent before a restart may never have reached its miners.
         for state in await self._store.tasks_in_status("DISTRIBUTED", 100_000):
             self._sender.redeliver(state)
+        self._seeded = True
         checkpoint = await self._log.load_checkpoint(NAME)
         saving = asyncio.get_running_loop().create_task(self._save_checkpoints(checkpoint))
         try:
@@ -136,14 +139,51 @@ class Dispatcher:
                 continue
             saved = checkpoint
 
+    async def distribution_at_creation(self, state: TaskState) -> DistributeTask | None:
+        """Miners for a task in the making, to be distributed in its creation's transaction.
+
+        A runtime that decides a task's creation where this dispatcher runs may ask, and
+        save the task the trip through the log to this dispatcher and a transaction of its
+        own (see :class:`~processors.kafka_runtime.KafkaCommandProcessor`). None while
+        tasks wait in the queue (they come first, by priority) or no miner is free: the
+        task is then dispatched from the log as any other. The chosen miners count as busy
+        until :meth:`distributed_at_creation` hears how it went.
+        """
+        if not self._seeded or self._queue or self._waiting or state.status != "PENDING":
+            return None
+        chosen = self._selector.choose(
+            await self._pool.miners(), state.task_type, state.miners_wanted
+        )
+        if not chosen:
+            return None
+        for miner in chosen:
+            self._selector.assigned(miner.hotkey)
+        assignments = tuple(self._sender.assignment(state, m.hotkey) for m in chosen)
+        return DistributeTask(assignments, self._clock())
+
+    def distributed_at_creation(self, command: DistributeTask, outcome: Outcome | None) -> None:
+        """How a distribution from :meth:`distribution_at_creation` went: its outcome once
+        committed (the work goes out now), or None if it was not (the task's creation
+        was not either, and will be decided again)."""
+        # The log will report committed assignments; count them once, from there.
+        for assignment in command.assignments:
+            self._selector.settled(assignment.hotkey)
+        if outcome is not None:
+            self._sender.deliver(outcome)
+
     def _observe(self, batch: Batch) -> None:
+        # Tasks distributed in the transaction that created them need no dispatching.
+        distributed = {e.task_id for e in batch.events if e.type == "TaskDistributed"}
         for envelope in batch.events:
             data = envelope.data
             if envelope.type == "TaskCreated":
+                if envelope.task_id in distributed:
+                    continue
                 if envelope.task_id not in self._queued:
                     self._created[envelope.task_id] = envelope
                 self._push(envelope.task_id, data.get("priority", "normal"))
             elif envelope.type == "TaskDistributed":
+                self._forget(envelope.task_id)
                 for assignment in data["assignments"]:
                     self._selector.assigned(assignment["hotkey"])
             elif envelope.type == "MinerAssigned":
@@ -167,6 +207,8 @@ class Dispatcher:
     async def _dispatch(self, item: tuple[int, int, str]) -> None:
         task_id = item[2]
         try:
+            if task_id not in self._queued:
+                return  # distributed meanwhile (see _observe)
             state = await self._state(task_id)
             if state.status != "PENDING":
                 self._forget(task_id)

@@ -134,6 +134,7 @@ class System:
     # that run on the leading process only, while it leads.
     status_feed: StatusTopicFeed | None = None
     leader_runtime: Runtime | None = None
+    command_processor: KafkaCommandProcessor | None = None
     _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def edge_context(self) -> EdgeContext:
@@ -188,6 +189,7 @@ class System:
         command processor here and the rest on whichever process leads (see ``_lead``)."""
         if isinstance(self.log, KafkaEventLog):
             processor = KafkaCommandProcessor(self.log, on_leadership=self._lead)
+            self.command_processor = processor
             if isinstance(self.handler, KafkaCommandBus):
                 # This process's commands for the partitions it owns skip the broker.
                 self.handler.attach(processor)
@@ -195,7 +197,7 @@ class System:
         else:
             self._register_processors(self.runtime)
 
-    def _register_processors(self, runtime: Runtime) -> None:
+    def _register_processors(self, runtime: Runtime) -> Dispatcher:
         """The dispatcher, deadline keeper, projections and retention, built afresh."""
         settings = processor_settings(self.settings)
         self.projection_runner = ProjectionRunner(
@@ -227,15 +229,22 @@ class System:
         runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+        return dispatcher
 
     async def _lead(self, leading: bool) -> None:
         async with self._leader_lock:
+            processor = self.command_processor
             if leading and self.leader_runtime is None:
                 runtime = Runtime()
-                self._register_processors(runtime)
+                dispatcher = self._register_processors(runtime)
                 await runtime.start()
                 self.leader_runtime = runtime
+                if processor is not None:
+                    # Tasks created in the partitions owned here are distributed at once.
+                    processor.distributor = dispatcher
             elif not leading and self.leader_runtime is not None:
+                if processor is not None:
+                    processor.distributor = None
                 runtime, self.leader_runtime = self.leader_runtime, None
                 await runtime.stop()
 

@@ -1,6 +1,7 @@
 """The Kafka pipeline's short cuts keep its guarantees: commands a processor's own process
-sends for partitions it owns (decided without the broker's round trips), input offsets
-committed in the heads topic, and heads written before their events' offsets are known.
+sends for partitions it owns (decided without the broker's round trips), tasks distributed
+in the transaction that creates them, input offsets committed in the heads topic, and heads
+written before their events' offsets are known.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from aggregates import CreateTask, TaskAlreadyExists
-from events.kafka_log import KafkaEventLog
+from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
+from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed
 from processors.command_bus import KafkaCommandBus
+from processors.commands import Outcome
 from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
 from processors.status_topic import StatusTopicFeed
 from tests.contract.event_log_contract import chain
@@ -88,6 +90,85 @@ async def test_commands_for_owned_partitions_skip_the_topics(reader: KafkaEventL
     topics = reader.topics
     assert await read_topic(reader.bootstrap, topics.commands, PARTITIONS) == []
     assert await read_topic(reader.bootstrap, topics.replies, 1) == []
+
+
+def distribution(commands: list[Command]) -> DistributeTask:
+    assert isinstance(commands[1], DistributeTask)
+    return commands[1]
+
+
+class ScriptedDispatcher:
+    """Stands in for the dispatcher: distributes the tasks it is given a script for."""
+
+    def __init__(self, distributions: dict[str, DistributeTask]) -> None:
+        self.distributions = distributions
+        self.told: list[tuple[str, Outcome | None]] = []
+
+    async def distribution_at_creation(self, state: TaskState) -> DistributeTask | None:
+        assert state.status == "PENDING" and state.version == 1
+        return self.distributions.get(state.task_id)
+
+    def distributed_at_creation(self, command: DistributeTask, outcome: Outcome | None) -> None:
+        task_id = next(t for t, c in self.distributions.items() if c is command)
+        self.told.append((task_id, outcome))
+
+
+@pytest.mark.parametrize("first_transaction", ["commits", "fails"])
+async def test_a_task_is_distributed_in_the_transaction_that_creates_it(
+    reader: KafkaEventLog, monkeypatch: pytest.MonkeyPatch, first_transaction: str
+) -> None:
+    commit = StreamWriter.commit
+    failures: list[str] = []
+
+    async def failing_once(writer: StreamWriter, appends: Any, **kwargs: Any) -> Any:
+        distributing = any(e.type == "TaskDistributed" for a in appends for e in a.events)
+        if first_transaction == "fails" and distributing and not failures:
+            failures.append("failed")
+            raise TransactionFailed("before the commit")
+        return await commit(writer, appends, **kwargs)
+
+    monkeypatch.setattr(StreamWriter, "commit", failing_once)
+    scripts = {f"task-{n}": lifecycle("approved", T0, ("hk-a", "hk-b")) for n in range(4)}
+    distributed = {"task-0", "task-2"}
+    dispatcher = ScriptedDispatcher(
+        {t: distribution(c) for t, c in scripts.items() if t in distributed}
+    )
+    log = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    processor = KafkaCommandProcessor(log)
+    processor.distributor = dispatcher
+    publisher = CommandPublisher(reader)
+    await publisher.start()
+    running = asyncio.create_task(processor.run())
+    try:
+        for task_id, commands in scripts.items():
+            await publisher.submit(task_id, commands[0], actor="client-1")
+        streams = await wait_for_streams(reader, {t: 2 if t in distributed else 1 for t in scripts})
+    finally:
+        processor.stop()
+        await asyncio.wait_for(running, 30)
+        await publisher.stop()
+        await log.close()
+    for task_id, stream in streams.items():
+        if task_id in distributed:
+            assert [e.type for e in stream] == ["TaskCreated", "TaskDistributed"]
+            assert stream[1].actor == "dispatcher"
+        else:
+            assert [e.type for e in stream] == ["TaskCreated"]
+    # One transaction, so one status document: the task was never published as PENDING.
+    statuses: dict[str, list[str]] = {}
+    for record in await read_topic(reader.bootstrap, reader.topics.status, PARTITIONS):
+        statuses.setdefault(record.key.decode(), []).append(orjson.loads(record.value)["status"])
+    assert statuses == {t: ["DISTRIBUTED"] if t in distributed else ["PENDING"] for t in scripts}
+    # The dispatcher hears of each distribution once it committed (the work goes out then),
+    # and of one that did not (its miners are free again).
+    committed = {t: o for t, o in dispatcher.told if o is not None}
+    assert set(committed) == distributed
+    for task_id, outcome in committed.items():
+        assert outcome.state.status == "DISTRIBUTED"
+        assert [e.event_id for e in outcome.events] == [streams[task_id][1].event_id]
+    lost = [t for t, o in dispatcher.told if o is None]
+    assert bool(lost) == bool(failures) == (first_transaction == "fails")
+    assert set(lost) <= distributed
 
 
 async def test_the_input_offset_travels_in_the_heads_topic(reader: KafkaEventLog) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from aggregates import TaskState
+from events import Batch
 from miners.directory import MinerDirectory, MinerInfo
 from miners.identity import Identity
+from processors.runtime import Runtime
 from processors.selection import SelectionPolicy
 from projections import status_document
 from projections.audit import audit_log
@@ -303,3 +305,55 @@ async def test_a_rebuild_yields_identical_read_models(
     finally:
         await log.close()
         await store.close()
+
+
+async def test_the_dispatcher_distributes_at_creation_only_when_no_task_waits(
+    tmp_path: Path, miners: list[FakeMiner]
+) -> None:
+    """What the Kafka command processor asks the dispatcher when it creates a task."""
+    miner = await start(miners, "5AtOnce", answer)
+    system = await running(
+        settings_for(tmp_path, miners_per_type={"summarization": 1}), [miner], with_processors=False
+    )
+    dispatcher = system._register_processors(Runtime())
+    dispatching: asyncio.Task[None] | None = None
+    try:
+        task_id = await submit(system)
+        created = await system.handler.load(task_id)
+        assert await dispatcher.distribution_at_creation(created) is None  # not started yet
+        dispatching = asyncio.create_task(dispatcher.run())
+        for _ in range(250):  # the subscription hands it the task, which it distributes
+            if (await system.handler.load(task_id)).status != "PENDING":
+                break
+            await asyncio.sleep(0.02)
+        stream = await system.log.read_stream(task_id)
+        assert [e.type for e in stream[:2]] == ["TaskCreated", "TaskDistributed"]
+
+        busy = system.selector.in_flight["5AtOnce"]
+        command = await dispatcher.distribution_at_creation(created)
+        assert command is not None and [a.hotkey for a in command.assignments] == ["5AtOnce"]
+        assert system.selector.in_flight["5AtOnce"] == busy + 1  # busy until told
+        dispatcher.distributed_at_creation(command, None)
+        assert system.selector.in_flight["5AtOnce"] == busy
+
+        # A task distributed in its creation's transaction is not queued; one created alone is.
+        dispatcher._observe(Batch(tuple(stream[:2]), "after-both"))
+        assert task_id not in dispatcher._queued
+        dispatcher._observe(Batch(tuple(stream[:1]), "after-creation"))
+        assert task_id in dispatcher._queued
+        dispatcher._forget(task_id)
+
+        # While a task waits for a miner, new tasks queue behind it rather than jump it.
+        system.selector.policy = SelectionPolicy(max_in_flight=0)
+        waiting = await submit(system, text="Waits.")
+        for _ in range(250):
+            if dispatcher._waiting:
+                break
+            await asyncio.sleep(0.02)
+        system.selector.policy = SelectionPolicy()
+        assert [item[2] for item in dispatcher._waiting] == [waiting]
+        assert await dispatcher.distribution_at_creation(created) is None
+    finally:
+        if dispatching is not None:
+            dispatching.cancel()
+        await system.close()
