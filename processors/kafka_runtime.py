@@ -679,32 +679,30 @@ class KafkaCommandProcessor:
         plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
         plan.states[message.task_id] = _Known(state, sealed[-1].hash)
         if isinstance(message.command, CreateTask) and self.distributor is not None:
-            await self._distribute_at_creation(plan, message, plan.states[message.task_id])
+            await self._distribute_at_creation(plan, partition, message, state)
         return CommandReply(message.command_id, state, tuple(sealed))
 
     async def _distribute_at_creation(
-        self, plan: _Plan, creation: CommandMessage, created: _Known
+        self, plan: _Plan, partition: int, creation: CommandMessage, created: TaskState
     ) -> None:
         """The dispatcher's distribution of a task just created, in the same transaction:
-        the same command, decided and sealed as if it had come from the dispatcher later."""
+        decided as if it had come from the dispatcher later."""
         distributor = self.distributor
         assert distributor is not None
-        command = await distributor.distribution_at_creation(created.state)
+        command = await distributor.distribution_at_creation(created)
         if command is None:
             return
         message = CommandMessage(
             new_id(), creation.task_id, DISPATCHER, command, creation.correlation_id
         )
         try:
-            decided = decide(created.state, command)
-            state, sealed = self._seal(created, message, decided)
-        except (DomainError, PoisonCommand) as refused:
-            logger.warning("task %s not distributed at creation: %s", creation.task_id, refused)
+            reply = await self._decide(plan, partition, message)
+        except PoisonCommand as poison:
+            reply = CommandReply(message.command_id, error=InvalidCommand(str(poison)))
+        if reply.error is not None or reply.state is None:
             distributor.distributed_at_creation(command, None)
             return
-        plan.appends.append(PendingAppend(creation.task_id, created.state.version, sealed))
-        plan.states[creation.task_id] = _Known(state, sealed[-1].hash)
-        plan.distributed.append((distributor, command, Outcome(state, tuple(sealed))))
+        plan.distributed.append((distributor, command, Outcome(reply.state, reply.events)))
 
     def _reply(self, reply: CommandReply) -> OutRecord:
         """The answer to a command for whoever sent it, in the same transaction."""
