@@ -35,14 +35,14 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--once", action="store_true", help="evaluate one batch and stop")
     parser.add_argument(
-        "--batch", type=_positive, default=50, help="DONE tasks asked for at a time"
+        "--batch", type=positive_int, default=50, help="DONE tasks asked for at a time"
     )
     parser.add_argument(
-        "--concurrency", type=_positive, default=16, help="evaluations in flight at most"
+        "--concurrency", type=positive_int, default=16, help="evaluations in flight at most"
     )
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")

@@ -133,3 +133,16 @@ def test_the_validator_takes_its_batch_and_concurrency_from_the_command_line() -
     refused = taskledger("validator", "--concurrency", "0")
     assert refused.returncode == 2
     assert "must be at least 1" in refused.stderr
+
+
+def test_bench_kafka_reports_the_run_with_the_median_p99() -> None:
+    from bench.kafka import median_run
+    from taskledger.cli import parser
+
+    assert parser().parse_args(["bench", "kafka"]).repeats == 5
+    runs = [{"latency": {"to_distributed_p99_ms": p99}} for p99 in (90.0, 40.0, 60.0, 70.0)]
+    assert median_run(runs)["latency"]["to_distributed_p99_ms"] == 60.0
+    assert median_run(runs[:3])["latency"]["to_distributed_p99_ms"] == 60.0
+    refused = taskledger("bench", "kafka", "--repeats", "0")
+    assert refused.returncode == 2
+    assert "must be at least 1" in refused.stderr
