@@ -61,6 +61,9 @@ partition to the end first, unless this process owns the partition) and reads th
 partition from the stream's first to its last offset; recent streams are cached. A
 restarted process therefore reads correctly without any local state, and a broker that is
 away for a moment delays reads (up to ``read_timeout``) and appends (``append_timeout``).
+The heads a process has read live in a :class:`~events.kafka_heads.HeadsTable`: the
+recently used ones in memory, the rest in a private temporary file that goes with the
+process, so memory does not grow with the number of tasks.
 ``subscribe`` reads every partition; order holds within a partition, hence within a task,
 not across tasks. A subscriber is never handed an event of a partition this process writes
 before ``read_stream`` here finds it: a commit becomes visible to consumers a moment before
@@ -94,6 +97,7 @@ from aiokafka.partitioner import murmur2
 
 from events.codec import GENESIS_HASH, canonical, decode
 from events.envelope import Envelope, from_stored
+from events.kafka_heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
 from events.log import (
     Batch,
     BrokenChain,
@@ -104,6 +108,27 @@ from events.log import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class _FencedTransactionNoise(logging.Filter):
+    """Log a fenced producer's unawaited futures in one line, without their traceback.
+
+    A fenced aiokafka producer fails futures that nobody awaits (the writer learns of the
+    fence from the call that failed), and asyncio logs each with its traceback when it is
+    collected. Formatting tracebacks from inside the collector, while another traceback is
+    being formatted, corrupts the ast module's recursion counter on Python 3.11.7 ("AST
+    constructor recursion depth mismatch"); every later traceback in the process then fails
+    to format, and so does any later import that pytest rewrites.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ProducerFenced):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncio").addFilter(_FencedTransactionNoise())
 
 DEFAULT_PARTITIONS = 6
 _TOPIC_ALREADY_EXISTS = 36
@@ -192,36 +217,6 @@ def input_key(tp: TopicPartition) -> bytes:
     trips to the coordinators (AddOffsetsToTxn, TxnOffsetCommit) and a marker more.
     """
     return _INPUT_PREFIX + f"{tp.topic}:{tp.partition}".encode()
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """A stream's head as the heads topic records it."""
-
-    sequence: int
-    hash: str
-    first_offset: int
-    last_offset: int
-
-    def encode(self) -> bytes:
-        return canonical(
-            {
-                "sequence": self.sequence,
-                "hash": self.hash,
-                "first_offset": self.first_offset,
-                "last_offset": self.last_offset,
-            }
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Head:
-        fields = decode(raw)
-        return cls(
-            int(fields["sequence"]),
-            str(fields["hash"]),
-            int(fields["first_offset"]),
-            int(fields["last_offset"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,6 +608,7 @@ class KafkaEventLog:
         request_timeout_ms: int = 10_000,
         stream_cache_size: int = 10_000,
         poll_ms: int = 100,
+        heads_in_memory: int = DEFAULT_HEADS_IN_MEMORY,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = KafkaTopics(topic_prefix, partitions)
@@ -636,7 +632,7 @@ class KafkaEventLog:
         self._meta_positions: dict[TopicPartition, int] = {}
         self._events_reader: Any = None
         self._events_lock = asyncio.Lock()
-        self._heads: dict[str, Head] = {}
+        self._heads = HeadsTable(heads_in_memory)
         self._inputs: dict[str, int] = {}  # "<topic>:<partition>" -> committed position
         self._checkpoints: dict[str, str] = {}
         self._owners: dict[int, StreamWriter] = {}
@@ -810,6 +806,7 @@ class KafkaEventLog:
         for writer in writers.values():
             await writer.stop()
         await self._stop_clients()
+        self._heads.close()
 
     async def _stop_clients(self) -> None:
         clients = (self._events_reader, self._meta_reader, self._meta_probe, self._plain)
@@ -861,7 +858,7 @@ class KafkaEventLog:
         # shows it: never step a head back.
         current = self._heads.get(task_id)
         if current is None or head.sequence >= current.sequence:
-            self._heads[task_id] = head
+            self._heads.put(task_id, head)
         partition = self.partition_of(task_id)
         if head.last_offset >= self._heads_end.get(partition, 0):
             self._heads_end[partition] = head.last_offset + 1

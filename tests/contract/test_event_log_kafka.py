@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from events import EventLog
+from events.kafka_heads import DEFAULT_HEADS_IN_MEMORY
 from events.kafka_log import KafkaEventLog, WriterFenced, decode_checkpoint, partition_for
 from tests.contract.event_log_contract import EventLogContract, chain, events_of, ids, read_all
 from tests.support.kafka_broker import KafkaBroker
@@ -38,18 +39,32 @@ def fresh_prefix() -> str:
 
 
 class TestKafkaEventLog(EventLogContract):
+    heads_in_memory = DEFAULT_HEADS_IN_MEMORY
+
     async def make_log(self, request: pytest.FixtureRequest) -> EventLog:
         broker: KafkaBroker = request.getfixturevalue("kafka")
-        log = KafkaEventLog(broker.bootstrap, topic_prefix=fresh_prefix(), partitions=PARTITIONS)
-        await log.start()
-        return log
+        return await self._started(broker.bootstrap, fresh_prefix())
 
     async def reopen(self, log: EventLog) -> EventLog:
         assert isinstance(log, KafkaEventLog)
         await log.close()
-        again = KafkaEventLog(log.bootstrap, topic_prefix=log.topics.prefix, partitions=PARTITIONS)
-        await again.start()
-        return again
+        return await self._started(log.bootstrap, log.topics.prefix)
+
+    async def _started(self, bootstrap: str, prefix: str) -> KafkaEventLog:
+        log = KafkaEventLog(
+            bootstrap,
+            topic_prefix=prefix,
+            partitions=PARTITIONS,
+            heads_in_memory=self.heads_in_memory,
+        )
+        await log.start()
+        return log
+
+
+class TestKafkaEventLogWithHeadsOnDisk(TestKafkaEventLog):
+    """The same contract with one head in memory: every other head is read from disk."""
+
+    heads_in_memory = 1
 
 
 @pytest.fixture
