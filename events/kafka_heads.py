@@ -115,13 +115,16 @@ class HeadsTable:
             self._spill()
 
     def items(self) -> Iterator[tuple[str, Head]]:
-        """Every task's head once, the resident (current) copy before the one on disk."""
+        """Every task's head once, the resident (current) copy before the one on disk.
+
+        Take them all before the next ``put``: rows spilled meanwhile may or may not show.
+        """
         recent = dict(self._recent)
         yield from recent.items()
         if self._disk is not None:
             rows = self._disk.execute(
                 "SELECT task_id, sequence, hash, first_offset, last_offset FROM heads"
-            ).fetchall()
+            )
             for task_id, *fields in rows:
                 if task_id not in recent:
                     yield task_id, Head(*fields)
