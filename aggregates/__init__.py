@@ -22,7 +22,7 @@ from aggregates.errors import (
     TaskAlreadyExists,
     TaskNotFound,
 )
-from aggregates.state import MinerSlot, TaskState, evolve, fold
+from aggregates.state import FirstResponse, MinerSlot, TaskState, evolve, fold
 from aggregates.transitions import (
     MINER_TRANSITIONS,
     OPEN,
@@ -52,6 +52,7 @@ __all__ = [
     "DistributeTask",
     "DomainError",
     "Evaluate",
+    "FirstResponse",
     "IllegalTransition",
     "InvalidCommand",
     "MinerAlreadyAssigned",

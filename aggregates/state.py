@@ -39,6 +39,15 @@ class MinerSlot(NamedTuple):
     replaces: str | None = None
 
 
+class FirstResponse(NamedTuple):
+    """The task's earliest accepted miner answer: shown to the client before it is scored."""
+
+    hotkey: str
+    latency_ms: float
+    received_at: datetime
+    result: dict[str, Any]
+
+
 class TaskState(NamedTuple):
     """Immutable; a tuple underneath so that ``evolve`` can copy it cheaply."""
 
@@ -64,6 +73,7 @@ class TaskState(NamedTuple):
     winner: str | None = None
     error: dict[str, str] | None = None
     archived: bool = False
+    first_response: FirstResponse | None = None
 
     @property
     def exists(self) -> bool:
@@ -139,7 +149,7 @@ def _changes(state: TaskState, event: Event, at: datetime) -> dict[str, Any]:
                 raise MinerAlreadyAssigned(f"miner {event.assignment.hotkey} assigned twice")
             return {"miners": (*state.miners, _new_slot(event.assignment, at, event.replaces))}
         case MinerResponded():
-            return {
+            changes: dict[str, Any] = {
                 "miners": _settle(
                     state,
                     event.hotkey,
@@ -148,6 +158,11 @@ def _changes(state: TaskState, event: Event, at: datetime) -> dict[str, Any]:
                     latency_ms=event.latency_ms,
                 )
             }
+            if state.first_response is None:
+                changes["first_response"] = FirstResponse(
+                    event.hotkey, event.latency_ms, at, event.result
+                )
+            return changes
         case MinerFailed():
             return {"miners": _settle(state, event.hotkey, event.TYPE, reason=event.reason)}
         case MinerTimedOut():

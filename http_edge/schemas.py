@@ -113,6 +113,15 @@ class MinerSlotDocument(_Document):
     latency_ms: float | None
 
 
+class FirstResponseDocument(_Document):
+    miner_hotkey: str
+    latency_ms: float
+    received_at: str
+    result: dict[str, Any] = Field(
+        description="the miner's result, not yet scored; for tts a link to the audio"
+    )
+
+
 class StatusDocument(_Document):
     task_id: str
     type: TaskType
@@ -126,6 +135,9 @@ class StatusDocument(_Document):
     result: dict[str, Any] | None
     error: dict[str, str] | None
     archived: bool
+    first_response: FirstResponseDocument | None = Field(
+        description="the earliest accepted miner answer, provisional until APPROVED"
+    )
 
 
 class TaskList(_Document):

@@ -6,7 +6,7 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from aggregates import MinerSlot, TaskState
+from aggregates import FirstResponse, MinerSlot, TaskState
 from events import format_time, parse_time
 
 
@@ -61,7 +61,27 @@ def state_to_doc(state: TaskState) -> dict[str, Any]:
         "winner": state.winner,
         "error": state.error,
         "archived": state.archived,
+        "first_response": _first_response_doc(state.first_response),
     }
+
+
+def _first_response_doc(first: FirstResponse | None) -> dict[str, Any] | None:
+    if first is None:
+        return None
+    return {
+        "hotkey": first.hotkey,
+        "latency_ms": first.latency_ms,
+        "received_at": document_time(first.received_at),
+        "result": first.result,
+    }
+
+
+def _first_response(doc: dict[str, Any] | None) -> FirstResponse | None:
+    if doc is None:
+        return None
+    return FirstResponse(
+        doc["hotkey"], doc["latency_ms"], parse_time(doc["received_at"]), doc["result"]
+    )
 
 
 def state_from_doc(doc: dict[str, Any]) -> TaskState:
@@ -100,4 +120,7 @@ def state_from_doc(doc: dict[str, Any]) -> TaskState:
         winner=doc["winner"],
         error=doc["error"],
         archived=doc["archived"],
+        # Read models written before answers-first carry no first response: None
+        # until `taskledger replay` rebuilds them from the log.
+        first_response=_first_response(doc.get("first_response")),
     )

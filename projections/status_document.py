@@ -4,8 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from aggregates import TaskState
+from aggregates import FirstResponse, TaskState
 from events import format_time
+
+
+def provisional_result(state: TaskState, first: FirstResponse) -> dict[str, Any]:
+    """The first response's result as the client sees it: text as it is, audio as a link."""
+    if state.task_type == "tts":
+        return {
+            "audio": f"/api/v1/task/{state.task_id}/result?provisional=true",
+            "content_type": "audio/wav",
+        }
+    return first.result
+
+
+def first_response_document(state: TaskState) -> dict[str, Any] | None:
+    first = state.first_response
+    if first is None:
+        return None
+    return {
+        "miner_hotkey": first.hotkey,
+        "latency_ms": first.latency_ms,
+        "received_at": format_time(first.received_at),
+        "result": provisional_result(state, first),
+    }
 
 
 def status_document(state: TaskState) -> dict[str, Any]:
@@ -27,4 +49,5 @@ def status_document(state: TaskState) -> dict[str, Any]:
         "result": state.result if state.status == "APPROVED" else None,
         "error": state.error,
         "archived": state.archived,
+        "first_response": first_response_document(state),
     }
