@@ -9,10 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from events import TASK_TYPES
+from taskledger.accountability_settings import (
+    AccountabilitySettings,
+    AccountabilitySettingsError,
+    accountability_from_environment,
+)
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names it."""
+
+
+def _accountability(env: Mapping[str, str]) -> AccountabilitySettings:
+    try:
+        return accountability_from_environment(env)
+    except AccountabilitySettingsError as error:
+        raise SettingsError(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +55,7 @@ class Settings:
     netuid: int | None = None
     metagraph_refresh_seconds: float = 300.0
     link_secret: str | None = None
+    accountability: AccountabilitySettings = field(default_factory=AccountabilitySettings)
 
     @property
     def base_url(self) -> str:
@@ -132,4 +145,5 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         netuid=int(netuid) if netuid and netuid.isdigit() else None,
         metagraph_refresh_seconds=_number(env, "TASKLEDGER_METAGRAPH_REFRESH", 300.0),
         link_secret=get("TASKLEDGER_LINK_SECRET") or None,
+        accountability=_accountability(env),
     )
