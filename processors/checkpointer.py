@@ -116,6 +116,6 @@ class Checkpointer:
         )
         self._unsigned[partition] = 0
         await self._store.save_log_checkpoint(checkpoint)
-        self.latest = checkpoint
         await publish_all(self._sinks, checkpoint)
+        self.latest = checkpoint
         return checkpoint

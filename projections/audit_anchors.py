@@ -148,8 +148,6 @@ class AnchorAuditor:
         if state is None:
             state = self._partitions[partition] = _Partition([])
         checkpoints = state.checkpoints
-        while state.next < len(checkpoints) and checkpoints[state.next].position < position:
-            self._compare(partition, state, checkpoints[state.next])
         head = state.head
         if (
             self._contiguous
@@ -158,11 +156,15 @@ class AnchorAuditor:
             and position > head.position
         ):
             state.first_gap = head.position + 1
+        while state.next < len(checkpoints) and checkpoints[state.next].position < position:
+            self._compare(partition, state, checkpoints[state.next])
         head.add(position, event_hash)
         if state.next < len(checkpoints) and checkpoints[state.next].position == position:
             self._compare(partition, state, checkpoints[state.next])
 
-    def _compare(self, partition: int, state: _Partition, checkpoint: Checkpoint) -> None:
+    def _compare(
+        self, partition: int, state: _Partition, checkpoint: Checkpoint, at_end: bool = False
+    ) -> None:
         state.next += 1
         if state.diverged:
             return
@@ -177,7 +179,7 @@ class AnchorAuditor:
         since = state.reproduced_position
         if state.first_gap is not None and state.first_gap <= checkpoint.position:
             where, message = state.first_gap, f"the event at position {state.first_gap} is missing"
-        elif head.position < checkpoint.position and head.events < checkpoint.events:
+        elif at_end and head.position < checkpoint.position:
             where = head.position + 1
             message = f"the log ends at position {head.position}; events from {where} are missing"
         else:
@@ -198,7 +200,7 @@ class AnchorAuditor:
     def finish(self) -> AnchorReport:
         for partition, state in sorted(self._partitions.items()):
             while state.next < len(state.checkpoints):
-                self._compare(partition, state, state.checkpoints[state.next])
+                self._compare(partition, state, state.checkpoints[state.next], at_end=True)
             unanchored = state.head.events - state.reproduced_events
             if state.diverged:
                 unanchored = 0  # nothing after a rewritten stretch can be vouched for anyway

@@ -73,7 +73,7 @@ def _chain_anchor(settings: Settings, identity: Identity) -> ChainAnchor:
     )
 
 
-def _resume(log: EventLog) -> Resume:
+def resume_for(log: EventLog) -> Resume:
     if hasattr(log, "partition_of"):
 
         def after_kafka(heads: dict[int, ChainHead]) -> str | None:
@@ -105,7 +105,7 @@ def register_checkpointer(
         identity.signer,
         log_name=log_name(log),
         partition_of=partition_of,
-        resume=_resume(log),
+        resume=resume_for(log),
         every_events=settings.accountability.checkpoint_events,
         every_seconds=settings.accountability.checkpoint_seconds,
         sinks=anchor_sinks(settings, identity),
