@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from bittensor.signing import Signer
 
-from events import Envelope
-from events.log_chain import Receipt, receipt_message
-from miners.proofs import sign_hex
+from events import Envelope, canonical
+from events.log_chain import MalformedProof, Receipt, receipt_message
+from miners.proofs import sign_hex, verify_hex
 
 RESPONSE_EVENT = "MinerResponded"
 
@@ -31,3 +32,28 @@ def response_event(events: Iterable[Envelope], hotkey: str) -> Envelope | None:
         if envelope.type == RESPONSE_EVENT and envelope.data.get("hotkey") == hotkey:
             return envelope
     return None
+
+
+class ReceiptBook:
+    """A miner's file of receipts (JSON lines), appended as the proxy hands them out.
+
+    A receipt is kept only when its signature is the proxy's (the hotkey the work
+    came from): a receipt that does not verify proves nothing to an auditor.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def keep(self, document: object, proxy_ss58: str) -> Receipt | None:
+        try:
+            receipt = Receipt.from_document(document)
+        except MalformedProof:
+            return None
+        if receipt.proxy_hotkey != proxy_ss58 or not verify_hex(
+            proxy_ss58, receipt.message(), receipt.signature
+        ):
+            return None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as book:
+            book.write(canonical(receipt.to_document()) + b"\n")
+        return receipt

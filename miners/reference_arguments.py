@@ -25,6 +25,12 @@ def add_miner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share answered with 500")
     parser.add_argument("--silence-rate", type=float, default=0.0, help="share never answered")
     parser.add_argument("--deferred", action="store_true", help="answer 202, post the result later")
+    parser.add_argument(
+        "--receipts",
+        type=Path,
+        help="where to keep the proxy's receipts, JSON lines "
+        "(default: .taskledger/receipts/<wallet>.jsonl)",
+    )
 
 
 def add_validator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 
 from aiohttp import web
 from bittensor.http_auth import InMemoryNonceStore
 
 from miners.client import MinerClient, PeerUnreachable
 from miners.identity import Identity
+from miners.receipts import ReceiptBook
 from miners.reference_miner import MinerKnobs, ReferenceMiner
 from miners.reference_validator import ReferenceValidator
 
@@ -24,6 +26,9 @@ async def until_stopped() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+
+
+RECEIPTS_DIR = Path(".taskledger/receipts")
 
 
 async def run_miner(arguments: argparse.Namespace) -> int:
@@ -42,6 +47,9 @@ async def run_miner(arguments: argparse.Namespace) -> int:
         capabilities=frozenset(filter(None, arguments.capabilities.split(","))),
         knobs=knobs,
         proxy_hotkeys=frozenset(arguments.proxy_hotkey) if arguments.proxy_hotkey else None,
+        receipts=ReceiptBook(
+            arguments.receipts or Path(f".taskledger/receipts/{identity.name}.jsonl")
+        ),
     )
     runner = web.AppRunner(miner.app())
     await runner.setup()
