@@ -9,11 +9,16 @@ table.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from events.catalog import Event
-from events.envelope import Envelope
+from events.codec import GENESIS_HASH
+from events.envelope import Envelope, seal
+from events.log import EventLog, StaleVersion
+from events.registry import to_data
 
 LEDGER_PREFIX = "ledger-"
 WEIGHTS_STREAM = "ledger-weights"
@@ -69,3 +74,29 @@ def ledger_payload(envelope: Envelope) -> Event:
             raise UnknownLedgerEvent(f"no upcaster for {envelope.type} v{version}")
         data, version = step(data), version + 1
     return cls.model_validate(data)
+
+
+async def record_weights(
+    event_log: EventLog, event: WeightsSubmitted, at: datetime, actor: str
+) -> Envelope:
+    """Append the event to the weights stream (after whatever is there now)."""
+    for _ in range(5):
+        stream = await event_log.read_stream(WEIGHTS_STREAM)
+        sequence = stream[-1].sequence if stream else 0
+        envelope = seal(
+            event_id=str(uuid.uuid4()),
+            task_id=WEIGHTS_STREAM,
+            sequence=sequence + 1,
+            type=event.TYPE,
+            version=event.VERSION,
+            occurred_at=at,
+            actor=actor,
+            data=to_data(event),
+            prev_hash=stream[-1].hash if stream else GENESIS_HASH,
+        )
+        try:
+            await event_log.append(WEIGHTS_STREAM, sequence, [envelope])
+        except StaleVersion:
+            continue  # someone else recorded a submission meanwhile: follow it
+        return envelope
+    raise StaleVersion(WEIGHTS_STREAM, sequence, -1)

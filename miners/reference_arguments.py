@@ -46,6 +46,24 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=positive_int, default=16, help="evaluations in flight at most"
     )
+    chain = parser.add_argument_group("weights on chain")
+    chain.add_argument(
+        "--set-weights",
+        action="store_true",
+        help="submit the proxy's weights to the subnet with bittensor's SetWeights",
+    )
+    chain.add_argument("--network", help="bittensor network or ws(s):// endpoint")
+    chain.add_argument("--netuid", type=int)
+    chain.add_argument("--version-key", type=int, default=0)
+    chain.add_argument(
+        "--weights-interval", type=float, default=600.0, help="seconds between submissions"
+    )
+    chain.add_argument(
+        "--ledger",
+        type=Path,
+        default=Path(".taskledger/validator-ledger"),
+        help="where each submission is recorded (an embedded event log)",
+    )
 
 
 def positive_int(text: str) -> int:

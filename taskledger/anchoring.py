@@ -1,4 +1,4 @@
-"""Building the checkpointer and its anchor sinks from settings."""
+"""Building the checkpointer, its anchor sinks and the weights processor from settings."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from events import EventLog
 from events.codec import canonical
 from events.log_chain import ChainHead
 from miners.identity import Identity
+from miners.weights import WeightsSetter
 from processors.anchors import AnchorSink, ChainAnchor, FileAnchors, GcsAnchors
 from processors.checkpointer import Checkpointer, Resume
+from processors.evaluation import Evaluations
 from processors.runtime import Runtime
+from processors.weights import WeightsProcessor
 from taskledger.accountability import log_checkpoint_store, log_name
 from taskledger.settings import Settings, SettingsError
 
@@ -114,3 +117,35 @@ def register_checkpointer(
     runtime.consumer("checkpointer", checkpointer.run)
     runtime.periodic("checkpointer-tick", 1.0, checkpointer.tick)
     return checkpointer
+
+
+def register_weights(
+    runtime: Runtime,
+    settings: Settings,
+    log: EventLog,
+    identity: Identity,
+    evaluations: Evaluations,
+    clock: Callable[[], datetime],
+) -> WeightsProcessor | None:
+    """The ``weights`` processor, when ``TASKLEDGER_SET_WEIGHTS=on``."""
+    if not settings.accountability.set_weights:
+        return None
+    if not settings.chain_endpoint or settings.netuid is None:
+        raise SettingsError(
+            "TASKLEDGER_SET_WEIGHTS=on needs TASKLEDGER_CHAIN_ENDPOINT and TASKLEDGER_NETUID"
+        )
+    if hasattr(log, "partition_of"):
+        # On Kafka only a partition's owner may append to it, and the weights stream
+        # has no command to reach its owner yet.
+        raise SettingsError("TASKLEDGER_SET_WEIGHTS=on runs on the embedded log only, for now")
+    from bittensor import Client
+
+    setter = WeightsSetter(
+        Client(settings.chain_endpoint),
+        identity.signer,
+        settings.netuid,
+        settings.accountability.weights_version_key,
+    )
+    processor = WeightsProcessor(log, evaluations, setter, clock)
+    runtime.periodic("weights", settings.accountability.weights_seconds, processor.tick)
+    return processor

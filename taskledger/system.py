@@ -53,7 +53,7 @@ from processors.work import WorkSender
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
-from taskledger.anchoring import register_checkpointer
+from taskledger.anchoring import register_checkpointer, register_weights
 from taskledger.backends import open_blobs, open_event_log, open_read_models
 from taskledger.settings import Settings
 
@@ -234,6 +234,9 @@ class System:
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
         self.checkpointer = register_checkpointer(
             runtime, self.settings, self.log, self.identity, self.clock
+        )
+        register_weights(
+            runtime, self.settings, self.log, self.identity, self.evaluations, self.clock
         )
         return dispatcher
 
