@@ -37,6 +37,10 @@ def engine(arguments: argparse.Namespace) -> int:
     ours = figures["taskledger"]["events_per_second"]
     theirs = figures["eventsourcing"]["events_per_second"]
     figures["speedup_vs_eventsourcing"] = ours / theirs
+    if not arguments.no_accountability:
+        from bench.accountability import accountability_figures
+
+        figures["accountability"] = accountability_figures(tasks_for(arguments.events))
     if arguments.memory:
         small = _engine_subprocess(100_000)
         large = _engine_subprocess(1_000_000)
@@ -70,6 +74,16 @@ def _engine_text(figures: dict[str, Any]) -> str:
         f"eventsourcing (SQLite, append only): {theirs['events_per_second']:,.0f} events/s",
         f"speed-up: {figures['speedup_vs_eventsourcing']:.1f}x",
     ]
+    if "accountability" in figures:
+        proofs = figures["accountability"]
+        lines += [
+            f"audit with anchors verified: {proofs['audit_events_per_second_anchored']:,.0f} "
+            f"events/s = {proofs['audit_anchored_ratio']:.2f} of the plain audit (goal >= 0.8)",
+            f"appends with checkpointing on: "
+            f"{proofs['appended_events_per_second_checkpointing_on']:,.0f} events/s vs "
+            f"{proofs['appended_events_per_second_checkpointing_off']:,.0f} off = "
+            f"{proofs['checkpointing_ratio']:.2f} (goal >= 0.95)",
+        ]
     if "memory" in figures:
         memory = figures["memory"]
         lines.append(
@@ -105,6 +119,15 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
         f"| peak memory ({ours['events']:,} events): commands + projection | | "
         f"{ours['peak_rss_mib']:.0f} + {ours['projection_peak_rss_mib']:.0f} MiB |",
     ]
+    if "accountability" in figures:
+        proofs = figures["accountability"]
+        rows += [
+            f"| audit events/s with anchors verified, ratio to without | ≥ 0.8 | "
+            f"{proofs['audit_anchored_ratio']:.2f} "
+            f"({proofs['audit_events_per_second_anchored']:,.0f} events/s) |",
+            f"| appended events/s with checkpointing on, ratio to off | ≥ 0.95 | "
+            f"{proofs['checkpointing_ratio']:.2f} |",
+        ]
     if "memory" in figures:
         memory = figures["memory"]
         rows.append(
@@ -258,6 +281,11 @@ def add_parser(commands: Any) -> None:
     engine_parser.add_argument("--memory", action="store_true", help="also 100k vs 1M events")
     engine_parser.add_argument("--json", action="store_true")
     engine_parser.add_argument("--no-record", action="store_true")
+    engine_parser.add_argument(
+        "--no-accountability",
+        action="store_true",
+        help="skip the anchored audit and checkpointing on/off ratios",
+    )
     engine_parser.set_defaults(handler=engine)
     http_parser = kinds.add_parser("http", help="intake, lifecycles and latency over HTTP")
     http_parser.add_argument("--rate", type=float, default=200.0, help="tasks/s offered")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.accountability import checkpointer_for, until_folded
 from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler, CommandRequest
@@ -60,15 +61,28 @@ async def _projected(store: SqliteReadModelStore) -> int:
 
 
 async def run_engine(
-    tasks: int, directory: Path, concurrency: int = 4, wave: int = 250
+    tasks: int,
+    directory: Path,
+    concurrency: int = 4,
+    wave: int = 250,
+    *,
+    checkpointing: bool = False,
 ) -> EngineFigures:
-    """``concurrency`` writers, each with ``wave`` lifecycles in flight (1,000 in all)."""
+    """``concurrency`` writers, each with ``wave`` lifecycles in flight (1,000 in all).
+
+    With ``checkpointing``, the checkpointer follows the log in the writers' process
+    (as in the proxy's processors), and time stops once it has folded every event too.
+    """
     log_path, store_path = directory / "events.db", directory / "readmodels.db"
     log = SqliteEventLog(log_path)
     store = SqliteReadModelStore(store_path)
     handler = CommandHandler(log, cache_size=concurrency * wave * 2)
     projection = ProjectionProcess(log_path, store_path)
     projection.start()
+    checkpointer = (
+        checkpointer_for(log, directory.parent / "anchors.jsonl") if checkpointing else None
+    )
+    following = asyncio.create_task(checkpointer.run()) if checkpointer is not None else None
     try:
         started = time.perf_counter()
         per_worker, extra = divmod(tasks, concurrency)
@@ -84,8 +98,13 @@ async def run_engine(
             if not projection.alive:
                 raise RuntimeError("the projection process died")
             await asyncio.sleep(0.005)
+        if checkpointer is not None:
+            await until_folded(checkpointer, await log.count())
         elapsed = time.perf_counter() - started
     finally:
+        if following is not None:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
         exit_code = projection.stop()
     if exit_code != 0:
         raise RuntimeError(f"the projection process exited with {exit_code}")

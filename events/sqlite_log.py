@@ -264,6 +264,32 @@ class SqliteEventLog:
         )
         return [Checkpoint.from_document(decode(document)) for (document,) in rows]
 
+    async def follow_hashes(
+        self, after: int = 0, batch_size: int = 5_000
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """(position, hash) of every event after ``after``, then of each new one, forever.
+
+        What the checkpointer folds: no body is read or decoded.
+        """
+        while not self._closed:
+            wakeup = self._appended
+            rows: list[tuple[int, str]] = (
+                self._reader()
+                .execute(
+                    "SELECT position, hash FROM events WHERE position > ? "
+                    "ORDER BY position LIMIT ?",
+                    (after, batch_size),
+                )
+                .fetchall()
+            )
+            if rows:
+                after = rows[-1][0]
+                yield rows
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), max(self._poll_seconds, 0.05))
+
     async def hash_batches(self, batch_size: int) -> AsyncIterator[list[tuple[int, str]]]:
         """Every stored (position, hash) in log order: what the log chain folds."""
         after = 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from bittensor.signing import Signer
@@ -63,6 +63,11 @@ class Checkpointer:
         self._last_signed = monotonic()
         self.latest: Checkpoint | None = None
 
+    @property
+    def folded(self) -> int:
+        """Events folded into the chain so far, every partition together."""
+        return sum(head.events for head in self._heads.values())
+
     async def _load(self) -> None:
         heads: dict[int, ChainHead] = {}
         latest: Checkpoint | None = None
@@ -76,19 +81,33 @@ class Checkpointer:
     async def run(self) -> None:
         await self._load()
         after = self._resume(self._heads)
-        async for batch in self._log.subscribe(after=after, follow=True):
-            for envelope in batch.events:
-                if envelope.position is None:
-                    raise ValueError("the log hands out events without a position")
-                partition = self._partition_of(envelope.task_id)
+        async for entries in self._entries(after):
+            for partition, position, event_hash in entries:
                 head = self._heads.get(partition)
                 if head is None:
                     head = self._heads[partition] = ChainHead()
-                head.add(envelope.position, envelope.hash)
+                head.add(position, event_hash)
                 unsigned = self._unsigned[partition] = self._unsigned.get(partition, 0) + 1
                 if unsigned >= self._every_events:
                     await self._sign(partition)
             await self.tick()
+
+    async def _entries(self, after: str | None) -> AsyncIterator[list[tuple[int, int, str]]]:
+        """(partition, position, event hash) as the log grows, in log order per partition."""
+        follow_hashes = getattr(self._log, "follow_hashes", None)
+        if follow_hashes is not None:
+            # The embedded log hands out positions and hashes alone: no body to decode.
+            async for rows in follow_hashes(int(after) if after else 0):
+                yield [(0, position, event_hash) for position, event_hash in rows]
+            return
+        partition_of = self._partition_of
+        async for batch in self._log.subscribe(after=after, follow=True):
+            entries = []
+            for envelope in batch.events:
+                if envelope.position is None:
+                    raise ValueError("the log hands out events without a position")
+                entries.append((partition_of(envelope.task_id), envelope.position, envelope.hash))
+            yield entries
 
     async def tick(self) -> None:
         """Sign every partition with unsigned events once ``every_seconds`` have passed."""

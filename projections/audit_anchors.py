@@ -43,6 +43,8 @@ class AnchorReport:
     findings: list[AnchorFinding] = field(default_factory=list)
     unanchored: dict[int, int] = field(default_factory=dict)
     """Per partition, the events after its last anchored checkpoint."""
+    events: int = 0
+    seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
@@ -54,6 +56,8 @@ class AnchorReport:
 
     def to_document(self) -> dict[str, object]:
         return {
+            "events": self.events,
+            "seconds": self.seconds,
             "checkpoints": self.checkpoints,
             "verified": self.verified,
             "reproduced": self.reproduced,
@@ -199,6 +203,7 @@ class AnchorAuditor:
 
     def finish(self) -> AnchorReport:
         for partition, state in sorted(self._partitions.items()):
+            self.report.events += state.head.events
             while state.next < len(state.checkpoints):
                 self._compare(partition, state, state.checkpoints[state.next], at_end=True)
             unanchored = state.head.events - state.reproduced_events

@@ -8,6 +8,7 @@ operators' page shows it: :func:`latest_checkpoint`).
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -120,13 +121,16 @@ async def audit_against_anchors(
             proxy_ss58, checkpoint.message(), checkpoint.signature
         )
 
+    started = time.perf_counter()
     auditor = AnchorAuditor(
         checkpoints, verify, log_name(log), contiguous=hasattr(log, "hash_batches")
     )
     add = auditor.add
     async for partition, position, event_hash in _chain_entries(log):
         add(partition, position, event_hash)
-    return auditor.finish()
+    report = auditor.finish()
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 def read_receipts(path: Path) -> list[Receipt]:
