@@ -111,6 +111,7 @@ async def test_answering_twice_is_409(tmp_path: Path) -> None:
         assert again.status == 409
         assert_error(again.json, "already_answered")
         last = await edge.answer(edge.miners[1], task_id)
+        assert last.json.pop("receipt")["task_id"] == task_id
         assert last.json == {"accepted": True, "status": "DONE"}
         # The task takes no answers any more.
         late = await edge.answer(first, task_id)
