@@ -1215,7 +1215,9 @@ class KafkaEventLog:
         key = f"{_LOG_CHECKPOINT}{checkpoint.partition}/{checkpoint.position:020d}"
         await self.save_checkpoint(key, canonical(checkpoint.to_document()).decode())
 
-    async def log_checkpoints(self, after: int | None = None) -> list[Checkpoint]:
+    async def log_checkpoints(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[Checkpoint]:
         await self._catch_up_meta([TopicPartition(self.topics.checkpoints, 0)])
         found = [
             Checkpoint.from_document(decode(value))
@@ -1223,7 +1225,8 @@ class KafkaEventLog:
             if key.startswith(_LOG_CHECKPOINT)
         ]
         found.sort(key=lambda checkpoint: (checkpoint.position, checkpoint.partition))
-        return [c for c in found if after is None or c.position > after]
+        found = [c for c in found if after is None or c.position > after]
+        return found if limit is None else found[:limit]
 
     # -- health ---------------------------------------------------------------------------
 

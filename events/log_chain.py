@@ -163,7 +163,9 @@ class CheckpointStore(Protocol):
 
     async def save_log_checkpoint(self, checkpoint: Checkpoint) -> None: ...
 
-    async def log_checkpoints(self, after: int | None = None) -> list[Checkpoint]:
+    async def log_checkpoints(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[Checkpoint]:
         """Checkpoints oldest first (by position, then partition); ``after`` a position."""
         ...
 

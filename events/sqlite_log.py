@@ -257,10 +257,12 @@ class SqliteEventLog:
 
     # -- reads ----------------------------------------------------------------
 
-    async def log_checkpoints(self, after: int | None = None) -> list[Checkpoint]:
+    async def log_checkpoints(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[Checkpoint]:
         rows = await self._read(
-            "SELECT document FROM log_checkpoints WHERE position > ? ORDER BY position",
-            (after if after is not None else -1,),
+            "SELECT document FROM log_checkpoints WHERE position > ? ORDER BY position LIMIT ?",
+            (after if after is not None else -1, limit if limit is not None else -1),
         )
         return [Checkpoint.from_document(decode(document)) for (document,) in rows]
 
@@ -289,6 +291,12 @@ class SqliteEventLog:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), max(self._poll_seconds, 0.05))
+
+    async def latest_log_checkpoint(self) -> Checkpoint | None:
+        rows = await self._read(
+            "SELECT document FROM log_checkpoints ORDER BY position DESC LIMIT 1", ()
+        )
+        return Checkpoint.from_document(decode(rows[0][0])) if rows else None
 
     async def hash_batches(self, batch_size: int) -> AsyncIterator[list[tuple[int, str]]]:
         """Every stored (position, hash) in log order: what the log chain folds."""

@@ -19,7 +19,5 @@ async def checkpoints(request: web.Request) -> web.Response:
     after = int(raw) if raw else None
     log = context_of(request).log
     read = getattr(log, "log_checkpoints", None)
-    found = await read(after) if read is not None else []
-    return web.json_response(
-        {"checkpoints": [checkpoint.to_document() for checkpoint in found[:PAGE]]}
-    )
+    found = await read(after, PAGE) if read is not None else []
+    return web.json_response({"checkpoints": [checkpoint.to_document() for checkpoint in found]})

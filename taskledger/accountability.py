@@ -38,6 +38,10 @@ def log_checkpoint_store(log: EventLog) -> Any | None:
 
 async def latest_checkpoint(log: EventLog) -> Checkpoint | None:
     """The newest checkpoint the log keeps, or None (for the operators' page)."""
+    latest = getattr(log, "latest_log_checkpoint", None)
+    if latest is not None:
+        checkpoint: Checkpoint | None = await latest()
+        return checkpoint
     store = log_checkpoint_store(log)
     if store is None:
         return None

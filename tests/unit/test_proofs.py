@@ -162,3 +162,17 @@ def test_accountability_settings_defaults_and_values() -> None:
     ).accountability
     assert given.anchors == ("file:///var/anchors.jsonl", "gs://b/p", "chain")
     assert given.set_weights and given.weights_version_key == 42
+
+
+async def test_the_latest_checkpoint_is_there_for_the_operators_page(tmp_path: Path) -> None:
+    from events.sqlite_log import SqliteEventLog
+    from taskledger.accountability import latest_checkpoint
+
+    log = SqliteEventLog(tmp_path / "events.db")
+    assert await latest_checkpoint(log) is None
+    for position in (5, 9, 7):
+        await log.save_log_checkpoint(signed_checkpoint(position, position, "a" * 64))
+    latest = await latest_checkpoint(log)
+    assert latest is not None and latest.position == 9
+    assert [c.position for c in await log.log_checkpoints(after=5, limit=1)] == [7]
+    await log.close()
