@@ -380,6 +380,25 @@ class EventLogContract(abc.ABC):
         }
         assert set(await log.stream_heads()) == expected
 
+    async def test_log_checkpoints_are_kept_in_order_and_events_carry_positions(
+        self, log: EventLog
+    ) -> None:
+        from events.log_chain import Checkpoint
+
+        await self._fill(log)
+        positions = [e.position for e in events_of(await read_all(log))]
+        assert None not in positions  # the log chain and its checkpoints name positions
+        kept = getattr(log, "log_checkpoints", None)
+        assert kept is not None and await kept() == []
+        documents = [
+            Checkpoint("log", partition, position, position, "a" * 64, "at", "5P", "0x")
+            for partition, position in ((1, 9), (0, 4), (0, 12))
+        ]
+        for checkpoint in documents:
+            await log.save_log_checkpoint(checkpoint)  # type: ignore[attr-defined]
+        assert [(c.partition, c.position) for c in await kept()] == [(0, 4), (1, 9), (0, 12)]
+        assert [c.position for c in await kept(after=4, limit=1)] == [9]
+
     # -- durability ---------------------------------------------------------------
 
     async def test_everything_survives_close_and_reopen(self, log: EventLog) -> None:
