@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -96,3 +97,41 @@ async def test_receipts_checkpoints_and_a_dropped_response(tmp_path: Path) -> No
         f"RECEIPT receipt for task {dropped.task_id} sequence {dropped.sequence}: "
         "the event is missing from the log"
     ]
+
+
+async def test_validator_set_weights_submits_the_proxys_weights_and_records_them(
+    tmp_path: Path,
+) -> None:
+    from events.ledger import WEIGHTS_STREAM, WeightsSubmitted
+    from events.sqlite_log import SqliteEventLog
+    from miners.validator_weights import set_weights_once
+    from miners.weights import WeightsSetter
+    from projections.audit import audit_log
+    from tests.support.edge_system import VALIDATOR
+    from tests.unit.test_weights_on_chain import Metagraph, Neuron, RecordingClient, Subnets
+
+    async with running_edge(tmp_path) as edge:
+        task_id = await edge.done_task()
+        miner = edge.miners[0].identity.ss58
+        assert (await edge.evaluate(task_id, {miner: 0.9})).status == 200
+        chain = RecordingClient(
+            Subnets(
+                Metagraph([Neuron(0, "5Owner"), Neuron(4, miner), Neuron(5, VALIDATOR.ss58)]), 0
+            )
+        )
+        ledger = SqliteEventLog(tmp_path / "ledger" / "events.db")
+        setter = WeightsSetter(chain, VALIDATOR.signer, 11, version_key=3)
+        async with asyncio.timeout(10):
+            while True:  # the weights follow the evaluation once it is projected
+                outcome = await set_weights_once(
+                    edge.peer(VALIDATOR), edge.url, edge.hotkey, setter, ledger
+                )
+                if isinstance(outcome, WeightsSubmitted):
+                    break
+                await asyncio.sleep(0.05)
+        ((intent, _),) = chain.executed
+        assert (intent.uids, intent.weights, intent.version_key) == ([4], [1.0], 3)
+        (recorded,) = await ledger.read_stream(WEIGHTS_STREAM)
+        assert recorded.data["uids"] == [4] and recorded.actor == VALIDATOR.ss58
+        assert (await audit_log(ledger)).clean
+        await ledger.close()
