@@ -15,6 +15,7 @@ from typing import Any
 
 from events import EventLog
 from events.ledger import WeightsSubmitted, record_weights
+from miners.chain_session import ChainSession
 from miners.client import MinerClient
 from miners.weights import Skipped, WeightsSetter
 
@@ -69,4 +70,4 @@ def describe(outcome: WeightsSubmitted | Skipped) -> str:
 def chain_client(network: str) -> Any:
     from bittensor import Client
 
-    return Client(network)
+    return ChainSession(Client(network))

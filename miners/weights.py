@@ -21,6 +21,7 @@ from typing import Any
 from bittensor.intents.weights import SetWeights
 
 from events.ledger import WeightsSubmitted
+from miners.chain_session import ChainSession
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,12 @@ class WeightsSetter:
 
     async def submit(self, weights: dict[str, float]) -> WeightsSubmitted | Skipped:
         """Submit ``weights`` (hotkey -> weight), or say why not."""
-        metagraph = await self._client.subnets.metagraph(self._netuid, commitments=False)
+        client = await _opened(self._client)
+        metagraph = await client.subnets.metagraph(self._netuid, commitments=False)
         if metagraph is None:
             raise LookupError(f"subnet {self._netuid} does not exist")
         own = metagraph.by_hotkey(self.hotkey)
-        hyperparameters = await self._client.subnets.subnet_hyperparameters(self._netuid) or {}
+        hyperparameters = await client.subnets.subnet_hyperparameters(self._netuid) or {}
         rate_limit = int(hyperparameters.get("weights_rate_limit") or 0)
         if own is not None and own.last_update > 0 and rate_limit:
             since = int(metagraph.block) - int(own.last_update)
@@ -95,7 +97,7 @@ class WeightsSetter:
             version_key=self._version_key,
         )
         try:
-            result = await self._client.execute(intent, self._signer)
+            result = await client.execute(intent, self._signer)
         except Exception as error:  # the chain's refusal, or the way there
             return self._event(
                 mapped, int(metagraph.block), False, f"{type(error).__name__}: {error}"
@@ -133,6 +135,11 @@ class WeightsSetter:
             block_hash=block_hash,
             extrinsic_id=extrinsic_id,
         )
+
+
+async def _opened(client: Any) -> Any:
+    """A :class:`~miners.chain_session.ChainSession`'s client, connected; else as given."""
+    return await client.client() if isinstance(client, ChainSession) else client
 
 
 def _block_of(result: Any, fallback: int) -> int:

@@ -30,6 +30,7 @@ from bittensor import calls
 
 from events.codec import canonical
 from events.log_chain import Checkpoint, MalformedProof
+from miners.chain_session import ChainSession
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,10 @@ class ChainAnchor:
             return
         self._last = now
         call = commitment_call(self._netuid, checkpoint.log_hash)
-        result = await self._client.submit_call(call, self._wallet, signer="hotkey")
+        client = self._client
+        if isinstance(client, ChainSession):
+            client = await client.client()
+        result = await client.submit_call(call, self._wallet, signer="hotkey")
         log.info("committed log hash %s on chain: %s", checkpoint.log_hash, result)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from events import EventLog
 from events.codec import canonical
 from events.log_chain import ChainHead
+from miners.chain_session import ChainSession
 from miners.identity import Identity
 from miners.weights import WeightsSetter
 from processors.anchors import AnchorSink, ChainAnchor, FileAnchors, GcsAnchors
@@ -69,7 +70,7 @@ def _chain_anchor(settings: Settings, identity: Identity) -> ChainAnchor:
     from bittensor import Client
 
     return ChainAnchor(
-        Client(settings.chain_endpoint),
+        ChainSession(Client(settings.chain_endpoint)),
         identity.signer,
         settings.netuid,
         settings.accountability.chain_anchor_seconds,
@@ -141,7 +142,7 @@ def register_weights(
     from bittensor import Client
 
     setter = WeightsSetter(
-        Client(settings.chain_endpoint),
+        ChainSession(Client(settings.chain_endpoint)),
         identity.signer,
         settings.netuid,
         settings.accountability.weights_version_key,

@@ -66,6 +66,11 @@ class RecordingClient:
     subnets: Subnets
     executed: list[tuple[Any, Any]] = field(default_factory=list)
     refuse: Exception | None = None
+    connects: int = 0
+
+    async def connect(self) -> RecordingClient:
+        self.connects += 1
+        return self
 
     async def execute(self, intent: Any, wallet: Any) -> ExtrinsicResult:
         self.executed.append((intent, wallet))
@@ -156,3 +161,13 @@ async def test_each_submission_and_its_outcome_is_an_event_the_audit_and_project
     assert await store.get_tasks([WEIGHTS_STREAM]) == {}
     await store.close()
     await log.close()
+
+
+async def test_a_real_client_is_connected_once_before_its_first_call() -> None:
+    from miners.chain_session import ChainSession
+
+    client = chain()
+    setter = WeightsSetter(ChainSession(client), VALIDATOR.signer, NETUID, 0)
+    await setter.submit(WEIGHTS)
+    await setter.submit(WEIGHTS)
+    assert client.connects == 1 and len(client.executed) == 2
