@@ -56,15 +56,26 @@ async def load_anchors(source: str) -> list[Checkpoint]:
         if source.startswith("gs://"):
             return await _gcs_anchors(source)
         if source.startswith(("http://", "https://")):
-            raw = await asyncio.to_thread(_http_get, source)
-            document = orjson.loads(raw)
-            if not isinstance(document, dict) or not isinstance(document.get("checkpoints"), list):
-                raise MalformedProof(f"{source}: not a checkpoints document")
-            return [Checkpoint.from_document(item) for item in document["checkpoints"]]
+            return await _http_anchors(source)
         path = Path(source.removeprefix("file://"))
         return read_anchor_lines(await asyncio.to_thread(path.read_bytes), str(path))
     except (OSError, orjson.JSONDecodeError) as error:
         raise AnchorsUnavailable(f"cannot read anchors from {source}: {error}") from error
+
+
+async def _http_anchors(url: str) -> list[Checkpoint]:
+    """Every page of a proxy's ``GET /api/v1/checkpoints``, following ``after``."""
+    found: list[Checkpoint] = []
+    base = url.split("?", 1)[0]
+    while True:
+        page_url = f"{base}?after={found[-1].position}" if found else url
+        document = orjson.loads(await asyncio.to_thread(_http_get, page_url))
+        if not isinstance(document, dict) or not isinstance(document.get("checkpoints"), list):
+            raise MalformedProof(f"{page_url}: not a checkpoints document")
+        page = [Checkpoint.from_document(item) for item in document["checkpoints"]]
+        if not page or (found and page[-1].position <= found[-1].position):
+            return found
+        found += page
 
 
 def _http_get(url: str) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from events.log_chain import Checkpoint, Receipt
 from miners.identity import Identity
 from miners.proofs import verify_hex
-from taskledger.accountability import audit_receipts
+from taskledger.accountability import audit_receipts, load_anchors
 from taskledger.accountability_settings import AccountabilitySettings
 from tests.support.edge_system import running_edge
 
@@ -63,6 +63,9 @@ async def test_receipts_checkpoints_and_a_dropped_response(tmp_path: Path) -> No
             assert listed and [c.position for c in listed] == sorted(c.position for c in listed)
             for checkpoint in listed:
                 assert verify_hex(edge.hotkey, checkpoint.message(), checkpoint.signature)
+            # What an auditor saves from the proxy: every page of it, as the audit reads it.
+            saved = await load_anchors(f"{edge.url}/api/v1/checkpoints")
+            assert saved[: len(listed)] == listed
             after = listed[0].position
             async with session.get(f"{edge.url}/api/v1/checkpoints?after={after}") as response:
                 later = (await response.json())["checkpoints"]
