@@ -10,6 +10,7 @@ from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
+from http_edge.peers import PEER_GATE, PeerGate
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
 
 
@@ -29,6 +30,7 @@ def create_app(
     app[CONTEXT] = context
     app[CLIENT_AUTH] = ClientAuth.from_context(context)
     app[METRICS] = HttpMetrics()
+    app[PEER_GATE] = PeerGate.from_context(context)
     app[STREAMS] = StreamSettings(
         poll_seconds=stream_poll_seconds, heartbeat_seconds=stream_heartbeat_seconds
     )

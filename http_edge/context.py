@@ -36,6 +36,9 @@ class EdgeLimits:
     max_json_bytes: int = 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    # Per miner or validator hotkey, counted apart from the clients.
+    peer_rate_per_second: float = 50.0
+    peer_rate_burst: int = 200
 
 
 @dataclass(frozen=True)

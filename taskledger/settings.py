@@ -37,6 +37,8 @@ class Settings:
     max_upload_bytes: int = 25 * 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    peer_rate_per_second: float = 50.0
+    peer_rate_burst: int = 200
     retention_seconds: float = 7 * 24 * 3600.0
     wallet: str = "taskledger-proxy"
     chain_endpoint: str | None = None
@@ -126,6 +128,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=int(_number(env, "TASKLEDGER_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)),
         rate_per_second=_number(env, "TASKLEDGER_RATE_LIMIT", 200.0),
         rate_burst=int(_number(env, "TASKLEDGER_RATE_BURST", 400)),
+        peer_rate_per_second=_number(env, "TASKLEDGER_PEER_RATE_LIMIT", 50.0),
+        peer_rate_burst=int(_number(env, "TASKLEDGER_PEER_RATE_BURST", 200)),
         retention_seconds=_number(env, "TASKLEDGER_RETENTION_SECONDS", 7 * 24 * 3600.0),
         wallet=get("TASKLEDGER_WALLET", defaults.wallet),
         chain_endpoint=get("TASKLEDGER_CHAIN_ENDPOINT") or None,

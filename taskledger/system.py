@@ -156,6 +156,8 @@ class System:
                 max_upload_bytes=self.settings.max_upload_bytes,
                 rate_per_second=self.settings.rate_per_second,
                 rate_burst=self.settings.rate_burst,
+                peer_rate_per_second=self.settings.peer_rate_per_second,
+                peer_rate_burst=self.settings.peer_rate_burst,
             ),
             clock=self.clock,
             processor_figures=self.processor_figures,
