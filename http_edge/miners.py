@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
@@ -10,13 +10,11 @@ from aggregates import MinerNotAssigned, RecordResponse, decide
 from http_edge.auth import authenticate_peer, require_signed
 from http_edge.bodies import is_json, parse_model, parse_task_id, read_bounded
 from http_edge.errors import ApiError
-from http_edge.forms import FORM, parse_form
+from http_edge.forms import FORM, read_form
 from http_edge.keys import context_of
 from http_edge.peers import admit_peer, is_miner
 from http_edge.schemas import MinerResponse
 from processors.results import InvalidResult, normalise_result, store_audio
-
-_FORM_OVERHEAD: Final = 64 * 1024
 
 
 # One answer for a stranger, an unknown task and a task this miner does not hold:
@@ -36,26 +34,24 @@ async def miner_response(request: web.Request) -> web.Response:
             "unsupported_media_type",
             f"send the answer as application/json, or as {FORM} for audio",
         )
-    limit = limits.max_upload_bytes + _FORM_OVERHEAD if as_form else limits.max_json_bytes
     # Everything the headers show first; btauth/1 signs the body, so the signature
     # is verified once the body (bounded) is read.
     await admit_peer(request, context, is_miner, _not_assigned)
-    body = await read_bounded(request, limit)
-    hotkey = await authenticate_peer(request, context, body)
     audio: bytes | None = None
     raw: Any = None
     if as_form:
-        fields = parse_form(
-            request.headers["Content-Type"],
-            body,
-            files={"file": limits.max_upload_bytes},
-            texts={"task_id": 64},
+        # Parsed as it arrives, bounded as a whole, the first bad part ending it.
+        fields, body = await read_form(
+            request, files={"file": limits.max_upload_bytes}, texts={"task_id": 64}, keep_raw=True
         )
+        hotkey = await authenticate_peer(request, context, body)
         if "file" not in fields or "task_id" not in fields:
             raise ApiError(400, "invalid_request", "the form needs fields 'task_id' and 'file'")
         task_id = parse_task_id(fields["task_id"].decode("ascii", errors="replace"))
         audio = fields["file"]
     else:
+        body = await read_bounded(request, limits.max_json_bytes)
+        hotkey = await authenticate_peer(request, context, body)
         answer = parse_model(MinerResponse, body)
         task_id, raw = parse_task_id(answer.task_id), answer.result
     state = await context.handler.load(task_id)

@@ -8,6 +8,7 @@ signature check and writes no nonce; every known hotkey has its own rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -134,3 +135,81 @@ async def test_each_peer_hotkey_has_its_own_rate(edge: Edge) -> None:
     started = time.monotonic()
     status, _ = await announce_body(edge, RESPONSE, signed_headers(miner, RESPONSE, edge.hotkey))
     assert status == 429 and time.monotonic() - started < 2
+
+
+def tiny_parts(task_id: str, boundary: str, size: int) -> bytes:
+    """A form of about ``size`` bytes: the task id, then one-byte "file" parts."""
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\nx\r\n'
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="task_id"\r\n\r\n{task_id}\r\n'
+    return (head + part * (size // len(part)) + f"--{boundary}--\r\n").encode()
+
+
+async def test_a_form_of_tiny_parts_is_refused_at_its_first_bad_part(edge: Edge) -> None:
+    # 25 MiB of parts, signed: once read whole and split, ten times its size in memory.
+    # Only the first 256 KiB are sent (aiohttp reads ahead by a chunk or two): the
+    # second "file" part ends it.
+    task_id = str(uuid.uuid4())
+    boundary = "b" * 20
+    body = tiny_parts(task_id, boundary, edge.system.edge_context().limits.max_upload_bytes)
+    miner = edge.miners[0].identity
+    headers = http_auth.sign(
+        miner.signer, method="POST", path=RESPONSE, body=body, receiver_ss58=edge.hotkey
+    )
+    headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+    status, answer = await send_part_of(edge, RESPONSE, headers, body, sent=256 * 1024)
+    assert status == 400, answer
+    assert orjson.loads(answer)["error"]["code"] == "invalid_request"
+
+
+async def test_a_forms_preamble_counts_against_its_limit_chunked_too(edge: Edge) -> None:
+    limit = edge.system.edge_context().limits.max_upload_bytes
+    preamble = b"filler line\r\n" * ((limit + 256 * 1024) // 13)
+    headers = {
+        **edge.auth(),
+        "Content-Type": "multipart/form-data; boundary=xyz",
+        "Transfer-Encoding": "chunked",
+    }
+    status, answer = await send_part_of(
+        edge, "/api/v1/transcription", headers, preamble, sent=len(preamble), chunked=True
+    )
+    assert status == 413, answer
+
+
+async def send_part_of(
+    edge: Edge,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    sent: int,
+    chunked: bool = False,
+) -> tuple[int, bytes]:
+    """Send the first ``sent`` bytes of ``body`` and then nothing; the answer within 2 s."""
+    url = URL(edge.url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        lines = [f"POST {path} HTTP/1.1", f"Host: {url.host}"]
+        if not chunked:
+            lines.append(f"Content-Length: {len(body)}")
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        piece = body[:sent]
+        if chunked:
+            for at in range(0, len(piece), 65536):
+                chunk = piece[at : at + 65536]
+                writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        else:
+            writer.write(piece)
+        with contextlib.suppress(ConnectionError):  # the edge may stop reading once it refused
+            await writer.drain()
+        async with asyncio.timeout(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            answer = await reader.readexactly(length)
+        return int(head.split(b" ", 2)[1]), answer
+    finally:
+        writer.close()
