@@ -39,6 +39,9 @@ class EdgeLimits:
     # Per miner or validator hotkey, counted apart from the clients.
     peer_rate_per_second: float = 50.0
     peer_rate_burst: int = 200
+    # A body must arrive at this rate at least, after a grace period (else 408).
+    body_min_bytes_per_second: float = 10_000.0
+    body_grace_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from http_edge.bodies import refuse_declared_oversize, too_large
 from http_edge.errors import ApiError
+from http_edge.pace import Pace
 
 FORM: Final = "multipart/form-data"
 FORM_OVERHEAD: Final = 64 * 1024
@@ -35,31 +36,38 @@ def _malformed(detail: str) -> ApiError:
 
 class _Tap:
     """The request body as a MultipartReader reads it: every byte counted against
-    ``limit`` (preamble, part headers and epilogue too, chunked or not), and kept
+    ``limit`` (preamble, part headers and epilogue too, chunked or not), paced, and kept
     when the caller needs the raw body (btauth/1 signs it).
 
     aiohttp's reader takes a StreamReader; it uses only the four methods here.
     """
 
-    def __init__(self, content: StreamReader, limit: int, *, keep: bool) -> None:
+    def __init__(self, content: StreamReader, limit: int, pace: Pace, *, keep: bool) -> None:
         self._content = content
-        self._limit = limit
+        self._pace = pace
+        self.limit = limit
+        self.in_preamble = True
         self._count = 0
         self.kept: bytearray | None = bytearray() if keep else None
 
     def _took(self, data: bytes) -> bytes:
         self._count += len(data)
-        if self._count > self._limit:
-            raise too_large(self._limit)
+        if self._count > self.limit:
+            if self.in_preamble:
+                raise ApiError(
+                    413, "too_large", f"the form's preamble is longer than {self.limit} bytes"
+                )
+            raise too_large(self.limit)
         if self.kept is not None:
             self.kept += data
         return data
 
     async def readline(self, *, max_line_length: int | None = None) -> bytes:
-        return self._took(await self._content.readline(max_line_length=max_line_length))
+        line = self._content.readline(max_line_length=max_line_length)
+        return self._took(await self._pace.take(line))
 
     async def read(self, n: int = -1) -> bytes:
-        return self._took(await self._content.read(n))
+        return self._took(await self._pace.take(self._content.read(n)))
 
     def at_eof(self) -> bool:
         return self._content.at_eof()
@@ -90,7 +98,8 @@ async def read_form(
     require_form(request)
     limit = sum(files.values()) + sum(texts.values()) + FORM_OVERHEAD
     refuse_declared_oversize(request, limit)
-    tap = _Tap(request.content, limit, keep=keep_raw)
+    # Until the first part is found, only the preamble's own allowance.
+    tap = _Tap(request.content, FORM_OVERHEAD, Pace.of(request), keep=keep_raw)
     try:
         reader = MultipartReader(
             request.headers,
@@ -100,11 +109,12 @@ async def read_form(
         )
         fields: dict[str, bytes] = {}
         while (part := await reader.next()) is not None:
+            tap.limit, tap.in_preamble = limit, False
             if not isinstance(part, BodyPartReader):
                 raise _malformed("nested multipart bodies are not accepted")
             name = _accepted_name(part.name, files, texts, fields)
-            limit = files.get(name, texts.get(name, 0))
-            fields[name] = await _read_part(part, name, limit, is_file=name in files)
+            field_limit = files.get(name, texts.get(name, 0))
+            fields[name] = await _read_part(part, name, field_limit, is_file=name in files)
         if keep_raw:
             while await tap.read(_CHUNK):
                 pass  # the epilogue: signed with the rest

@@ -158,6 +158,8 @@ class System:
                 rate_burst=self.settings.rate_burst,
                 peer_rate_per_second=self.settings.peer_rate_per_second,
                 peer_rate_burst=self.settings.peer_rate_burst,
+                body_min_bytes_per_second=self.settings.body_min_bytes_per_second,
+                body_grace_seconds=self.settings.body_grace_seconds,
             ),
             clock=self.clock,
             processor_figures=self.processor_figures,
