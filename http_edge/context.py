@@ -37,8 +37,8 @@ class EdgeLimits:
     rate_per_second: float = 200.0
     rate_burst: int = 400
     # Per miner or validator hotkey, counted apart from the clients.
-    peer_rate_per_second: float = 50.0
-    peer_rate_burst: int = 200
+    peer_rate_per_second: float = 200.0
+    peer_rate_burst: int = 400
     # A body must arrive at this rate at least, after a grace period (else 408).
     body_min_bytes_per_second: float = 10_000.0
     body_grace_seconds: float = 10.0

@@ -109,6 +109,8 @@ def banner(settings: Settings, key: str, proxy: Identity, peers: DevPeers, data_
 
 async def run_dev(settings: Settings, *, miners: int, validator: bool) -> int:
     settings, key = dev_api_key(settings)
+    # The reference miners listen on loopback.
+    settings = replace(settings, allow_private_miners=True)
     proxy = Identity.load_or_create(settings.wallets_dir, settings.wallet)
     peers = await start_reference_miners(settings, proxy, miners)
     system = build_system(

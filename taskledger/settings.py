@@ -37,12 +37,14 @@ class Settings:
     max_upload_bytes: int = 25 * 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
-    peer_rate_per_second: float = 50.0
-    peer_rate_burst: int = 200
+    peer_rate_per_second: float = 200.0
+    peer_rate_burst: int = 400
     idle_timeout_seconds: float = 5.0
     body_min_bytes_per_second: float = 10_000.0
     body_grace_seconds: float = 10.0
     max_connections: int = 4096
+    # Send work to loopback, private and link-local miner addresses too (dev, tests).
+    allow_private_miners: bool = False
     retention_seconds: float = 7 * 24 * 3600.0
     wallet: str = "taskledger-proxy"
     chain_endpoint: str | None = None
@@ -83,6 +85,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SettingsError(f"{name}: must be positive")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}: use on or off")
 
 
 def _miners_per_type(raw: str) -> dict[str, int]:
@@ -132,12 +143,13 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=int(_number(env, "TASKLEDGER_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)),
         rate_per_second=_number(env, "TASKLEDGER_RATE_LIMIT", 200.0),
         rate_burst=int(_number(env, "TASKLEDGER_RATE_BURST", 400)),
-        peer_rate_per_second=_number(env, "TASKLEDGER_PEER_RATE_LIMIT", 50.0),
-        peer_rate_burst=int(_number(env, "TASKLEDGER_PEER_RATE_BURST", 200)),
+        peer_rate_per_second=_number(env, "TASKLEDGER_PEER_RATE_LIMIT", 200.0),
+        peer_rate_burst=int(_number(env, "TASKLEDGER_PEER_RATE_BURST", 400)),
         idle_timeout_seconds=_number(env, "TASKLEDGER_IDLE_TIMEOUT", 5.0),
         body_min_bytes_per_second=_number(env, "TASKLEDGER_BODY_MIN_RATE", 10_000.0),
         body_grace_seconds=_number(env, "TASKLEDGER_BODY_GRACE", 10.0),
         max_connections=int(_number(env, "TASKLEDGER_MAX_CONNECTIONS", 4096)),
+        allow_private_miners=_switch(env, "TASKLEDGER_ALLOW_PRIVATE_MINERS"),
         retention_seconds=_number(env, "TASKLEDGER_RETENTION_SECONDS", 7 * 24 * 3600.0),
         wallet=get("TASKLEDGER_WALLET", defaults.wallet),
         chain_endpoint=get("TASKLEDGER_CHAIN_ENDPOINT") or None,

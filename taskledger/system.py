@@ -320,7 +320,10 @@ def build_system(
     pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
     selector = MinerSelector()
     client = MinerClient(
-        identity, timeout_seconds=settings.miner_timeout_seconds, max_connections=512
+        identity,
+        timeout_seconds=settings.miner_timeout_seconds,
+        max_connections=512,
+        global_only=not settings.allow_private_miners,
     )
     links = InputLinks(link_secret(settings))
     sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)

@@ -242,7 +242,12 @@ async def running_edge(
         port=port,
         api_keys=dict(API_KEYS),
         miners_per_type=dict.fromkeys(TASK_TYPES, miners_per_task),
-        **{"miner_timeout_seconds": 20.0, "task_deadline_seconds": 60.0, **settings},
+        **{
+            "miner_timeout_seconds": 20.0,
+            "task_deadline_seconds": 60.0,
+            "allow_private_miners": True,
+            **settings,
+        },
     )
     system = build_system(
         config, extra_miners=infos, extra_validators=[VALIDATOR.ss58], identity=PROXY
