@@ -11,6 +11,7 @@ from http_edge.errors import error_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
+from http_edge.waiting import install_holds
 
 
 def create_app(
@@ -56,4 +57,5 @@ def create_app(
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)
+    install_holds(app)
     return app
