@@ -10,6 +10,7 @@ from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
+from http_edge.openai_audio import add_openai_routes
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
 from http_edge.waiting import install_holds
 
@@ -57,5 +58,6 @@ def create_app(
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)
+    add_openai_routes(app)
     install_holds(app)
     return app
