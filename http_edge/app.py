@@ -10,8 +10,10 @@ from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
+from http_edge.openai_audio import add_openai_routes
 from http_edge.peers import PEER_GATE, PeerGate
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
+from http_edge.waiting import install_holds
 
 
 def create_app(
@@ -58,4 +60,6 @@ def create_app(
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)
+    add_openai_routes(app)
+    install_holds(app)
     return app

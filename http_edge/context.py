@@ -67,3 +67,6 @@ class EdgeContext:
     # how long an input link stays valid.
     public_url: str = "http://127.0.0.1:8080"
     input_link_seconds: int = 300
+    # /v1/audio/*: answer with "first_response" or "approved", waiting up to this long.
+    openai_answer: str = "first_response"
+    openai_timeout_seconds: float = 60.0

@@ -14,6 +14,7 @@ from bittensor import http_auth
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from http_edge.openapi_answers import add_answers_paths
 from http_edge.schemas import (
     ErrorBody,
     Evaluation,
@@ -328,7 +329,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "The job-routing proxy of a Bittensor subnet.",
         },
-        "paths": _paths(),
+        "paths": add_answers_paths(_paths()),
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

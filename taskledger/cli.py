@@ -137,6 +137,9 @@ def parser() -> argparse.ArgumentParser:
     from bench.cli import add_parser as add_bench
 
     add_bench(commands)
+    from taskledger.submit import add_submit_parser
+
+    add_submit_parser(commands)
     return top
 
 

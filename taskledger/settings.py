@@ -51,6 +51,9 @@ class Settings:
     netuid: int | None = None
     metagraph_refresh_seconds: float = 300.0
     link_secret: str | None = None
+    # The OpenAI-compatible endpoints answer with the first response or the approved result.
+    openai_answer: str = "first_response"
+    openai_timeout_seconds: float = 60.0
 
     @property
     def base_url(self) -> str:
@@ -121,6 +124,9 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     if port is not None and not port.isdigit():
         raise SettingsError(f"TASKLEDGER_PORT: {port!r} is not a port number")
     netuid = get("TASKLEDGER_NETUID")
+    openai_answer = get("TASKLEDGER_OPENAI_ANSWER", defaults.openai_answer)
+    if openai_answer not in ("first_response", "approved"):
+        raise SettingsError("TASKLEDGER_OPENAI_ANSWER: use first_response or approved")
     miners_file = get("TASKLEDGER_MINERS_FILE")
     return Settings(
         data_dir=Path(get("TASKLEDGER_DATA_DIR", str(defaults.data_dir))),
@@ -156,4 +162,6 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         netuid=int(netuid) if netuid and netuid.isdigit() else None,
         metagraph_refresh_seconds=_number(env, "TASKLEDGER_METAGRAPH_REFRESH", 300.0),
         link_secret=get("TASKLEDGER_LINK_SECRET") or None,
+        openai_answer=openai_answer,
+        openai_timeout_seconds=_number(env, "TASKLEDGER_OPENAI_TIMEOUT", 60.0),
     )

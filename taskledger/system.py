@@ -164,6 +164,8 @@ class System:
             clock=self.clock,
             processor_figures=self.processor_figures,
             public_url=self.settings.base_url,
+            openai_answer=self.settings.openai_answer,
+            openai_timeout_seconds=self.settings.openai_timeout_seconds,
         )
 
     async def processor_figures(self) -> dict[str, Any]:
