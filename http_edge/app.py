@@ -6,6 +6,7 @@ from aiohttp import web
 
 from http_edge import health, inputs, intake, metrics, miners, openapi, tasks, validators
 from http_edge.auth import CLIENT_AUTH, ClientAuth
+from http_edge.checkpoints import checkpoints
 from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
 from http_edge.keys import CONTEXT
@@ -57,6 +58,7 @@ def create_app(
     add.add_post("/api/v1/validator/evaluation", validators.evaluation)
     add.add_get("/api/v1/validator/weights", validators.weights)
 
+    add.add_get("/api/v1/checkpoints", checkpoints)
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)

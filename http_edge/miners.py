@@ -14,6 +14,7 @@ from http_edge.forms import FORM, read_form
 from http_edge.keys import context_of
 from http_edge.peers import admit_peer, is_miner
 from http_edge.schemas import MinerResponse
+from miners.receipts import issue_receipt, response_event
 from processors.results import InvalidResult, normalise_result, store_audio
 
 
@@ -77,4 +78,8 @@ async def miner_response(request: web.Request) -> web.Response:
     outcome = await context.handler.execute(
         task_id, RecordResponse(hotkey, result, latency_ms, now), actor=hotkey
     )
-    return web.json_response({"accepted": True, "status": outcome.state.status})
+    answer_body: dict[str, Any] = {"accepted": True, "status": outcome.state.status}
+    logged = response_event(outcome.events, hotkey)
+    if logged is not None:
+        answer_body["receipt"] = issue_receipt(context.identity.signer, logged).to_document()
+    return web.json_response(answer_body)

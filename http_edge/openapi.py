@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from http_edge.openapi_answers import add_answers_paths
 from http_edge.schemas import (
+    Checkpoints,
     ErrorBody,
     Evaluation,
     EventsPage,
@@ -53,6 +54,7 @@ _RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     ValidatorTasks,
     Weights,
     Health,
+    Checkpoints,
 )
 
 _ERRORS: Final = {
@@ -276,6 +278,24 @@ def _paths() -> dict[str, Any]:
                 "summary": "Moving-average rewards normalised to sum 1 (allowed validators).",
                 "security": _PEER,
                 "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403)},
+            }
+        },
+        "/api/v1/checkpoints": {
+            "get": {
+                "summary": "Signed checkpoints of the log chain, oldest first (at most 1000).",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "responses": {
+                    "200": _json(Checkpoints, "The checkpoints after the position."),
+                    **_errors(400),
+                },
             }
         },
         "/api/v1/health": {

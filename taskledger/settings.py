@@ -9,10 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from events import TASK_TYPES
+from taskledger.accountability_settings import (
+    AccountabilitySettings,
+    AccountabilitySettingsError,
+    accountability_from_environment,
+)
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names it."""
+
+
+def _accountability(env: Mapping[str, str]) -> AccountabilitySettings:
+    try:
+        return accountability_from_environment(env)
+    except AccountabilitySettingsError as error:
+        raise SettingsError(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,7 @@ class Settings:
     # The OpenAI-compatible endpoints answer with the first response or the approved result.
     openai_answer: str = "first_response"
     openai_timeout_seconds: float = 60.0
+    accountability: AccountabilitySettings = field(default_factory=AccountabilitySettings)
 
     @property
     def base_url(self) -> str:
@@ -164,4 +177,5 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         link_secret=get("TASKLEDGER_LINK_SECRET") or None,
         openai_answer=openai_answer,
         openai_timeout_seconds=_number(env, "TASKLEDGER_OPENAI_TIMEOUT", 60.0),
+        accountability=_accountability(env),
     )

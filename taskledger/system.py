@@ -28,6 +28,7 @@ from miners.directory import (
     load_miners_file,
 )
 from miners.identity import Identity
+from processors.checkpointer import Checkpointer
 from processors.command_bus import KafkaCommandBus
 from processors.command_port import TaskCommands
 from processors.commands import CommandHandler, utc_now
@@ -52,6 +53,7 @@ from processors.work import WorkSender
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
+from taskledger.anchoring import register_checkpointer, register_weights
 from taskledger.backends import open_blobs, open_event_log, open_read_models
 from taskledger.settings import Settings
 
@@ -135,6 +137,7 @@ class System:
     status_feed: StatusTopicFeed | None = None
     leader_runtime: Runtime | None = None
     command_processor: KafkaCommandProcessor | None = None
+    checkpointer: Checkpointer | None = None
     _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def edge_context(self) -> EdgeContext:
@@ -235,6 +238,12 @@ class System:
         runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+        self.checkpointer = register_checkpointer(
+            runtime, self.settings, self.log, self.identity, self.clock
+        )
+        register_weights(
+            runtime, self.settings, self.log, self.identity, self.evaluations, self.clock
+        )
         return dispatcher
 
     async def _lead(self, leading: bool) -> None:

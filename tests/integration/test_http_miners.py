@@ -79,7 +79,9 @@ async def test_a_late_answer_is_accepted(edge: Edge) -> None:
     task_id = await distributed(edge)
     reply = await edge.answer(edge.miners[0], task_id, {"summary": "in short"})
     assert reply.status == 200
+    receipt = reply.json.pop("receipt")
     assert reply.json == {"accepted": True, "status": "DONE"}
+    assert (receipt["task_id"], receipt["proxy_hotkey"]) == (task_id, edge.hotkey)
     document = await edge.wait_for(task_id, "DONE")
     assert document["miners"][0]["state"] == "responded"
     assert document["miners"][0]["latency_ms"] > 0
