@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from http_edge import health, inputs, intake, metrics, miners, openapi, tasks, validators
+from http_edge import admin, health, inputs, intake, metrics, miners, openapi, tasks, validators
 from http_edge.auth import CLIENT_AUTH, ClientAuth
 from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
+from http_edge.key_limits import key_rate_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
@@ -24,7 +25,7 @@ def create_app(
     app = web.Application(
         client_max_size=context.limits.max_json_bytes,
         # Outermost first: metrics see the status the error middleware settled on.
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware, key_rate_middleware],
     )
     app[CONTEXT] = context
     app[CLIENT_AUTH] = ClientAuth.from_context(context)
@@ -56,4 +57,5 @@ def create_app(
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)
+    admin.add_routes(app)  # operators: keys, stats, miners, /dashboard
     return app

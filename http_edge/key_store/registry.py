@@ -61,6 +61,7 @@ class KeyRegistry:
         now = clock()
         self._by_hash = by_hash([record_for(n, k, now) for n, k in self._seed.items() if k])
         self._by_name = {record.name: record for record in self._by_hash.values()}
+        self.has_rates = False
         self._pending: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task[None] | None = None
 
@@ -99,6 +100,7 @@ class KeyRegistry:
         live = [record for record in records if not record.revoked]
         self._by_hash = by_hash(live)
         self._by_name = {record.name: record for record in live}
+        self.has_rates = any(record.rate_per_second is not None for record in live)
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, Counter()
