@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-_ADMIN: Final = [{"admin": []}]
+_ADMIN: Final[list[dict[str, list[str]]]] = [{"admin": []}]
 _NAME: Final = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _HTML: Final = {"text/html": {"schema": {"type": "string"}}}
 _ERROR: Final = {"$ref": "#/components/schemas/ErrorBody"}
