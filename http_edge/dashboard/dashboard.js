@@ -42,9 +42,9 @@ function drawStatuses(counts) {
     const count = counts[status] || 0;
     const y = row * 21 + 2;
     chart.append(svg("text", { x: 0, y: y + 13 }, status));
-    chart.append(svg("rect", { x: 110, y, height: 16, rx: 2, fill: COLORS[status],
-                               width: Math.max(1, (count / max) * 420) }));
-    chart.append(svg("text", { x: 540, y: y + 13, id: "count-" + status, "data-count": count },
+    chart.append(svg("rect", { x: 120, y, height: 16, rx: 2, fill: COLORS[status],
+                               width: Math.max(1, (count / max) * 960) }));
+    chart.append(svg("text", { x: 1100, y: y + 13, id: "count-" + status, "data-count": count },
                      String(count)));
   });
 }
