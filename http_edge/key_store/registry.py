@@ -139,6 +139,15 @@ class KeyRegistry:
             return True
         return await self.store.charge(client, day, record.quota_per_day)
 
+    async def exhausted(self, client: str) -> bool:
+        """Whether ``client`` has used its whole quota today (a read, not a charge): lets an
+        upload be refused before its file is stored."""
+        record = self._by_name.get(client)
+        if record is None or record.quota_per_day is None:
+            return False
+        used = await self.store.usage(usage_day(self._clock()))
+        return used.get(client, 0) >= record.quota_per_day
+
     async def refund(self, client: str) -> None:
         day = usage_day(self._clock())
         record = self._by_name.get(client)

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.support.edge_system import API_KEYS, Edge, running_edge
 
 ADMIN = "admin-key-for-tests-0123456789"
@@ -150,3 +152,30 @@ async def test_the_dashboard_page_and_its_files_are_served(tmp_path: Path) -> No
         for name in ("../app.py", "__init__.py", "nope.js"):
             async with edge.session.get(f"{edge.url}/dashboard/static/{name}") as missing:
                 assert missing.status == 404
+
+
+async def test_an_upload_past_the_quota_is_refused_before_its_file_is_stored(
+    tmp_path: Path,
+) -> None:
+    from tests.support.edge_system import wav_bytes
+
+    async with running_edge(tmp_path, admin_keys={"ops": ADMIN}) as edge:
+        _, made = await _call(
+            edge, "POST", "/api/v1/admin/keys", json={"name": "fay", "quota_per_day": 1}
+        )
+        auth = {"Authorization": f"Bearer {made['key']}"}
+
+        async def upload(frames: int) -> tuple[int, Any]:
+            form = aiohttp.FormData()
+            form.add_field("file", wav_bytes(frames), filename="a.wav", content_type="audio/wav")
+            async with edge.session.post(
+                f"{edge.url}/api/v1/transcription", data=form, headers=auth
+            ) as response:
+                return response.status, await response.json()
+
+        assert (await upload(1600))[0] == 202
+        blobs = sorted(p.name for p in (edge.data_dir / "blobs").rglob("*") if p.is_file())
+        status, body = await upload(3200)  # another file
+        assert status == 429 and body["error"]["code"] == "quota_exceeded"
+        after = sorted(p.name for p in (edge.data_dir / "blobs").rglob("*") if p.is_file())
+        assert after == blobs
