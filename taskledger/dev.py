@@ -103,14 +103,23 @@ async def start_reference_miners(settings: Settings, proxy: Identity, count: int
     return DevPeers(miners, runners, client, validator)
 
 
-def banner(settings: Settings, key: str, proxy: Identity, peers: DevPeers, data_dir: Path) -> str:
+def banner(
+    settings: Settings,
+    key: str,
+    proxy: Identity,
+    peers: DevPeers,
+    data_dir: Path,
+    admin_key: str | None = None,
+) -> str:
     base = settings.base_url
+    admin = [f"  admin key:     {admin_key}   (also in {data_dir / 'admin-key'})"]
     return "\n".join(
         [
             "",
             f"taskledger is running at {base}",
             f"  API key:       {key}   (also in {data_dir / 'api-key'})",
-            f"  dashboard:     {base}/dashboard   (admin key in {data_dir / 'admin-key'})",
+            f"  dashboard:     {base}/dashboard",
+            *(admin if admin_key else []),
             f"  proxy hotkey:  {proxy.ss58}",
             f"  miners:        {len(peers.miners)} reference miners on loopback",
             f"  data:          {data_dir}",
@@ -146,8 +155,8 @@ async def run_dev(settings: Settings, *, miners: int, validator: bool) -> int:
                 peers.validator, peers.client, settings.base_url, proxy.ss58
             )
             background.append(asyncio.create_task(reference.run()))
-        print(banner(settings, key, proxy, peers, settings.data_dir.resolve()), flush=True)
-        print(f"  admin key:     {admin_key}\n", flush=True)
+        data_dir = settings.data_dir.resolve()
+        print(banner(settings, key, proxy, peers, data_dir, admin_key), flush=True)
 
     try:
         await serve_until_stopped(system, edge=True, processors=True, on_ready=ready)
