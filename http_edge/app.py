@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from http_edge import health, inputs, intake, metrics, miners, openapi, tasks, validators
+from http_edge import admin, health, inputs, intake, metrics, miners, openapi, tasks, validators
 from http_edge.auth import CLIENT_AUTH, ClientAuth
 from http_edge.checkpoints import checkpoints
 from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
+from http_edge.key_limits import key_rate_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
 from http_edge.openai_audio import add_openai_routes
@@ -28,7 +29,7 @@ def create_app(
     app = web.Application(
         client_max_size=context.limits.max_json_bytes,
         # Outermost first: metrics see the status the error middleware settled on.
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, error_middleware, key_rate_middleware],
     )
     app[CONTEXT] = context
     app[CLIENT_AUTH] = ClientAuth.from_context(context)
@@ -64,4 +65,5 @@ def create_app(
     add.add_get("/api/v1/openapi.json", openapi.openapi)
     add_openai_routes(app)
     install_holds(app)
+    admin.add_routes(app)  # operators: keys, stats, miners, /dashboard
     return app

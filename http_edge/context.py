@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -13,6 +13,7 @@ from bittensor.http_auth import NonceStore
 from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
+from http_edge.key_store.registry import KeyRegistry
 from miners.identity import Identity
 from processors.command_port import TaskCommands
 from processors.evaluation import Evaluations
@@ -70,3 +71,7 @@ class EdgeContext:
     # /v1/audio/*: answer with "first_response" or "approved", waiting up to this long.
     openai_answer: str = "first_response"
     openai_timeout_seconds: float = 60.0
+    # Client keys as data (issue 16): when set, clients are authenticated against it
+    # rather than ``api_keys``; operators by ``admin_keys`` (name -> admin key).
+    client_keys: KeyRegistry | None = None
+    admin_keys: dict[str, str] = field(default_factory=dict)

@@ -141,7 +141,7 @@ async def _transcriptions(request: web.Request) -> web.StreamResponse:
     limit = context.limits.max_upload_bytes
     refuse_declared_oversize(request, limit + intake.FORM_OVERHEAD)
     texts = dict.fromkeys(("model", "language", "response_format", "temperature"), 64)
-    fields = await read_form(request, files={"file": limit}, texts={**texts, "prompt": 4096})
+    fields, _ = await read_form(request, files={"file": limit}, texts={**texts, "prompt": 4096})
     audio = fields.pop("file", None)
     if audio is None:
         raise ApiError(400, "invalid_request", "the form needs the audio as field 'file'")

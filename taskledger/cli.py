@@ -149,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     add_validator_arguments(validator)
     validator.set_defaults(handler=_validator)
 
+    from taskledger.keys_cli import add_keys_parser
+
+    add_keys_parser(commands)
+
     from bench.cli import add_parser as add_bench
 
     add_bench(commands)

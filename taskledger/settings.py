@@ -41,6 +41,7 @@ class Settings:
     # "inline" in its own event loop, or "process" in a child process of its own.
     projection: str = "inline"
     api_keys: dict[str, str] = field(default_factory=dict)
+    admin_keys: dict[str, str] = field(default_factory=dict)
     validator_hotkeys: tuple[str, ...] = ()
     miners_file: Path | None = None
     miners_per_type: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASK_TYPES, 3))
@@ -152,6 +153,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         durability=durability,
         projection=projection,
         api_keys=_pairs(get("TASKLEDGER_API_KEYS", ""), "TASKLEDGER_API_KEYS"),
+        admin_keys=_pairs(get("TASKLEDGER_ADMIN_KEYS", ""), "TASKLEDGER_ADMIN_KEYS"),
         validator_hotkeys=tuple(
             filter(None, (h.strip() for h in get("TASKLEDGER_VALIDATOR_HOTKEYS", "").split(",")))
         ),
