@@ -30,7 +30,7 @@ from http_edge.forms import read_form
 from http_edge.keys import context_of
 from http_edge.provisional import PROVISIONAL_HEADER, answer_of, audio_of
 from http_edge.waiting import HOLDS, watch
-from processors.intake import task_id_for
+from processors.intake import QuotaExceeded, task_id_for
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ async def _transcriptions(request: web.Request) -> web.StreamResponse:
         if existing.exists:
             accepted = intake._replay(existing, "transcription", "normal", input)
     if accepted is None:
+        if context.client_keys is not None and await context.client_keys.exhausted(client):
+            raise QuotaExceeded(client)  # before the file is stored, not after
         await context.blobs.put(audio, media_type)
         accepted = await intake._submit(
             request, client, key, "transcription", "normal", input, blobs=(digest,)
