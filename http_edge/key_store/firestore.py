@@ -2,8 +2,9 @@
 
 Collections (each name behind ``prefix``): ``client_keys/{name}`` (the record,
 the key as its SHA-256 only), ``key_usage/{name}:{day}`` (``count``) and
-``key_rates/{name}`` (``window``, ``count``). Conditional counts run in
-transactions, so two edges charging the same key never both take its last use.
+``key_rates/{name}:{window}`` (``count``). Counts are atomic server-side increments
+whose result comes back with the write, so two edges charging the same key never both
+take its last use, and never contend in transactions.
 """
 
 from __future__ import annotations
@@ -57,8 +58,18 @@ def _record(document: dict[str, Any]) -> KeyRecord:
     )
 
 
-# Edges charging one key at once contend for its document: each retries with backoff.
-_ATTEMPTS = 30
+async def _increment(reference: AsyncDocumentReference, fields: dict[str, Any], by: int) -> int:
+    """Add ``by`` to the document's ``count`` atomically and return the count after it.
+
+    The server applies the increment and returns its result with the write, so edges
+    charging one key at once never contend in transactions (which, under load, abort
+    with lock timeouts); a charge past the limit is given back by the caller.
+    """
+    result = await reference.set({**fields, "count": Increment(by)}, merge=True)
+    values = list(result.transform_results)
+    if not values:
+        raise RuntimeError("Firestore returned no result for an increment")
+    return int(values[0].integer_value)
 
 
 class FirestoreKeyStore:
@@ -119,17 +130,11 @@ class FirestoreKeyStore:
         if limit <= 0:
             return False
 
-        @async_transactional
-        async def write(transaction: AsyncTransaction) -> bool:
-            snapshot = await reference.get(transaction=transaction)
-            count = int((snapshot.to_dict() or {}).get("count", 0)) if snapshot.exists else 0
-            if count >= limit:
-                return False
-            transaction.set(reference, {"name": name, "day": day, "count": count + 1})
-            return True
-
-        taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
-        return taken
+        count = await _increment(reference, {"name": name, "day": day}, 1)
+        if count > limit:
+            await _increment(reference, {"name": name, "day": day}, -1)  # not taken: give back
+            return False
+        return True
 
     async def refund(self, name: str, day: str) -> None:
         await self._usage_ref(name, day).set(
@@ -159,21 +164,11 @@ class FirestoreKeyStore:
     async def take_rate(self, name: str, window: int, allowance: int) -> bool:
         if allowance <= 0:
             return False
-        reference = self.rates.document(_doc_id(name))
-
-        @async_transactional
-        async def write(transaction: AsyncTransaction) -> bool:
-            snapshot = await reference.get(transaction=transaction)
-            document = snapshot.to_dict() or {} if snapshot.exists else {}
-            same = document.get("window") == window
-            count = int(document.get("count", 0)) if same else 0
-            if count >= allowance:
-                return False
-            transaction.set(reference, {"window": window, "count": count + 1})
-            return True
-
-        taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
-        return taken
+        # One document per key and window: each take is one atomic increment, no transaction
+        # for edges to contend over; a refused take still counts, which only refuses more.
+        reference = self.rates.document(f"{_doc_id(name)}:{window}")
+        count = await _increment(reference, {"name": name, "window": window}, 1)
+        return count <= allowance
 
     async def close(self) -> None:
         api = getattr(self._client, "_firestore_api_internal", None)
