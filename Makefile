@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck unit kafka bench clean
+.PHONY: run test install lint typecheck unit kafka chromium bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ typecheck: install
 kafka:
 	scripts/kafka-broker fetch
 
+## Debian's Chromium for the dashboard's browser tests (Playwright drives it; no browser
+## download is possible here): installed with apt-get only when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }
+
 ## Everything: install, lint, types, and the whole suite with the real broker and emulators.
-test: install lint typecheck kafka
+test: install lint typecheck kafka chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install

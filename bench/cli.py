@@ -138,6 +138,8 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
 
 
 def http(arguments: argparse.Namespace) -> int:
+    if arguments.dashboard:
+        return http_dashboard(arguments)
     from bench.http_load import run_http_bench
 
     figures: dict[str, Any] = {"machine": machine()}
@@ -195,6 +197,44 @@ def http(arguments: argparse.Namespace) -> int:
     )
     return publish(
         "http", figures, text, markdown, as_json=arguments.json, keep=not arguments.no_record
+    )
+
+
+def http_dashboard(arguments: argparse.Namespace) -> int:
+    from bench.dashboard_load import run_dashboard_bench
+
+    figures: dict[str, Any] = {"machine": machine()}
+    figures.update(run_dashboard_bench(arguments.tasks, arguments.rounds))
+    text = (
+        f"machine: {figures['machine']}\n"
+        f"full lifecycles without the dashboard: {figures['without_dashboard_per_second']:,.0f}/s, "
+        f"with it open: {figures['with_dashboard_per_second']:,.0f}/s "
+        f"(median of {figures['rounds']} alternating runs of {figures['tasks']:,} tasks)\n"
+        f"ratio: {figures['ratio']:.3f} ({figures['dashboard_polls']} dashboard polls answered)"
+    )
+    markdown = "\n".join(
+        [
+            "## HTTP with the operators' dashboard open",
+            "",
+            f"Command: `taskledger bench http --dashboard --tasks {figures['tasks']} "
+            f"--rounds {figures['rounds']}`. As `bench http`'s lifecycle phase, each run on a "
+            "fresh system, alternating runs without and with one dashboard client polling "
+            "as the page does (stats every second, miners every two); medians compared.",
+            "",
+            "| figure | goal | measured |",
+            "|---|---|---|",
+            f"| lifecycles/s with the dashboard / without | ≥ 0.97 | {figures['ratio']:.3f} "
+            f"({figures['with_dashboard_per_second']:,.0f} / "
+            f"{figures['without_dashboard_per_second']:,.0f}) |",
+        ]
+    )
+    return publish(
+        "http-dashboard",
+        figures,
+        text,
+        markdown,
+        as_json=arguments.json,
+        keep=not arguments.no_record,
     )
 
 
@@ -272,6 +312,25 @@ def kafka(arguments: argparse.Namespace) -> int:
     )
 
 
+def answers(arguments: argparse.Namespace) -> int:
+    from bench.answers import answers_markdown, answers_text, run_answers_bench
+
+    figures: dict[str, Any] = {"machine": machine()}
+    figures.update(run_answers_bench(arguments.rate, arguments.seconds, arguments.held))
+    command = (
+        f"taskledger bench answers --rate {arguments.rate:g} --seconds {arguments.seconds:g} "
+        f"--held {arguments.held}"
+    )
+    return publish(
+        "answers",
+        figures,
+        answers_text(figures),
+        answers_markdown(figures, command),
+        as_json=arguments.json,
+        keep=not arguments.no_record,
+    )
+
+
 def add_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure and record figures in BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
@@ -298,6 +357,14 @@ def add_parser(commands: Any) -> None:
         help="the fast miners and the validator in a process of their own "
         "(default: inside the processors process)",
     )
+    http_parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="lifecycles/s with one dashboard client polling, as a ratio to without",
+    )
+    http_parser.add_argument(
+        "--rounds", type=int, default=3, help="--dashboard: alternating runs of each side"
+    )
     http_parser.add_argument("--json", action="store_true")
     http_parser.add_argument("--no-record", action="store_true")
     http_parser.set_defaults(handler=http)
@@ -321,6 +388,13 @@ def add_parser(commands: Any) -> None:
     kafka_parser.add_argument("--json", action="store_true")
     kafka_parser.add_argument("--no-record", action="store_true")
     kafka_parser.set_defaults(handler=kafka)
+    answers_parser = kinds.add_parser("answers", help="time to first response, held waits")
+    answers_parser.add_argument("--rate", type=float, default=20.0, help="tasks/s offered")
+    answers_parser.add_argument("--seconds", type=float, default=10.0)
+    answers_parser.add_argument("--held", type=positive_int, default=10_000)
+    answers_parser.add_argument("--json", action="store_true")
+    answers_parser.add_argument("--no-record", action="store_true")
+    answers_parser.set_defaults(handler=answers)
     from bench.projections import add_projection_bench
 
     add_projection_bench(kinds)

@@ -32,6 +32,9 @@ from taskledger.serving import serve_until_stopped
 from taskledger.settings import Settings
 from taskledger.system import build_system
 
+# The operator's key of `bench http --dashboard` (loopback only, a throwaway system).
+ADMIN_KEY = "bench-admin-key"
+
 
 def _summary_answer(request_body: bytes) -> bytes:
     try:
@@ -178,8 +181,12 @@ async def main(
         port=port,
         event_log=event_log,
         api_keys={"bench": key},
+        admin_keys={"bench-admin": ADMIN_KEY},
         rate_per_second=1_000_000.0,
         rate_burst=1_000_000,
+        peer_rate_per_second=1_000_000.0,
+        peer_rate_burst=1_000_000,
+        allow_private_miners=True,
     )
     if role == "peers":
         assert miners_file is not None, "--role peers writes the --miners-file"

@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import web
 from bittensor import http_auth
@@ -44,6 +44,10 @@ class ClientKeys:
         return found
 
 
+class KnownKeys(Protocol):
+    def client_for(self, presented: str) -> str | None: ...
+
+
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
@@ -77,15 +81,14 @@ class RateLimiter:
 
 @dataclass(frozen=True, slots=True)
 class ClientAuth:
-    keys: ClientKeys
+    keys: KnownKeys
     limiter: RateLimiter
 
     @classmethod
     def from_context(cls, context: EdgeContext) -> ClientAuth:
         limits = context.limits
-        return cls(
-            ClientKeys(context.api_keys), RateLimiter(limits.rate_per_second, limits.rate_burst)
-        )
+        keys: KnownKeys = context.client_keys or ClientKeys(context.api_keys)
+        return cls(keys, RateLimiter(limits.rate_per_second, limits.rate_burst))
 
 
 CLIENT_AUTH: Final = web.AppKey("client_auth", ClientAuth)

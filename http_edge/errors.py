@@ -28,6 +28,7 @@ from aggregates import (
 from blobs.port import BlobNotFound
 from events import LogUnavailable, StaleVersion
 from miners.btauth import AuthFailed
+from processors.intake import QuotaExceeded
 from processors.results import InvalidResult
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     response = web.json_response(error_body(code, message), status=status, headers=headers)
-    if status == 413:
-        # The rest of an oversized body is not worth a kept-alive connection.
+    if status in (408, 413):
+        # The rest of an oversized or trickled body is not worth a kept-alive connection.
         response.force_close()
     return response
 
@@ -100,6 +101,8 @@ def as_api_error(error: Exception) -> ApiError | None:
         case DomainError():
             status = next((s for kind, s in DOMAIN_STATUS.items() if isinstance(error, kind)), 400)
             return ApiError(status, error.code, error.message)
+        case QuotaExceeded():
+            return ApiError(429, "quota_exceeded", str(error), headers={"Retry-After": "3600"})
         case InvalidResult():
             return ApiError(400, "invalid_result", str(error))
         case AuthFailed():

@@ -22,7 +22,7 @@ from http_edge.errors import ApiError, error_response
 from http_edge.forms import read_form, require_form
 from http_edge.keys import context_of
 from http_edge.schemas import SummarizationRequest, TranscriptionForm, TtsRequest
-from processors.intake import task_id_for
+from processors.intake import QuotaExceeded, task_id_for
 
 # Room for the form's boundaries, part headers and small text fields beside the file.
 FORM_OVERHEAD: Final = 64 * 1024
@@ -108,7 +108,9 @@ async def transcription(request: web.Request) -> web.Response:
     require_form(request)
     limit = context.limits.max_upload_bytes
     refuse_declared_oversize(request, limit + FORM_OVERHEAD)
-    fields = await read_form(request, files={"file": limit}, texts={"language": 64, "priority": 32})
+    fields, _ = await read_form(
+        request, files={"file": limit}, texts={"language": 64, "priority": 32}
+    )
     audio = fields.pop("file", None)
     if audio is None:
         raise ApiError(400, "invalid_request", "the form needs the audio as field 'file'")
@@ -135,6 +137,8 @@ async def transcription(request: web.Request) -> web.Response:
         existing = await context.handler.load(task_id_for(client, key))
         if existing.exists:
             return _replay(existing, "transcription", form.priority, input)
+    if context.client_keys is not None and await context.client_keys.exhausted(client):
+        raise QuotaExceeded(client)  # before the file is stored, not after
     await context.blobs.put(audio, media_type)
     return await _submit(
         request, client, key, "transcription", form.priority, input, blobs=(digest,)

@@ -14,6 +14,8 @@ from bittensor import http_auth
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from http_edge.admin_openapi import ADMIN_SCHEME, admin_paths
+from http_edge.openapi_answers import add_answers_paths
 from http_edge.schemas import (
     Checkpoints,
     ErrorBody,
@@ -348,11 +350,12 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "The job-routing proxy of a Bittensor subnet.",
         },
-        "paths": _paths(),
+        "paths": add_answers_paths({**_paths(), **admin_paths()}),
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Client API key."},
+                "admin": ADMIN_SCHEME,
                 "btauth": {
                     "type": "apiKey",
                     "in": "header",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aggregates import CreateTask, TaskAlreadyExists, TaskState
 from events import Priority, TaskType
@@ -14,6 +14,22 @@ from processors.commands import new_id
 from processors.settings import ProcessorSettings
 
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5f8e-3f2a-4d0e-9a57-0c1b7d6e2a11")
+
+
+class QuotaExceeded(Exception):
+    """The client has created as many tasks today as its quota allows."""
+
+    def __init__(self, client: str) -> None:
+        super().__init__(f"{client} has used its quota of tasks for today (UTC)")
+        self.client = client
+
+
+class Quota(Protocol):
+    """Counts the tasks each client creates (across every edge) against its quota."""
+
+    async def charge(self, client: str) -> bool: ...
+
+    async def refund(self, client: str) -> None: ...
 
 
 def task_id_for(client: str, idempotency_key: str | None) -> str:
@@ -37,6 +53,8 @@ class Intake:
         self._handler = handler
         self._settings = settings
         self._clock = clock
+        # Set by the composition root where clients have quotas (see http_edge.key_store).
+        self.quota: Quota | None = None
 
     async def submit(
         self,
@@ -48,7 +66,40 @@ class Intake:
         idempotency_key: str | None = None,
         blobs: tuple[str, ...] = (),
     ) -> tuple[TaskState, bool]:
-        """Returns the task and whether this call created it (False: an idempotent repeat)."""
+        """Returns the task and whether this call created it (False: an idempotent repeat).
+
+        Every intake passes here, so this is where a task is charged to its client's
+        quota: before it is created, and refunded when nothing was created.
+        """
+        quota = self.quota
+        if quota is None:
+            return await self._submit(client, task_type, priority, input, idempotency_key, blobs)
+        if not await quota.charge(client):
+            if idempotency_key is not None:
+                # A repeat of a task created before creates nothing: it is not refused.
+                existing = await self._handler.load(task_id_for(client, idempotency_key))
+                if existing.exists:
+                    return existing, False
+            raise QuotaExceeded(client)
+        created = False
+        try:
+            state, created = await self._submit(
+                client, task_type, priority, input, idempotency_key, blobs
+            )
+        finally:
+            if not created:
+                await quota.refund(client)
+        return state, created
+
+    async def _submit(
+        self,
+        client: str,
+        task_type: TaskType,
+        priority: Priority,
+        input: dict[str, Any],
+        idempotency_key: str | None,
+        blobs: tuple[str, ...],
+    ) -> tuple[TaskState, bool]:
         task_id = task_id_for(client, idempotency_key)
         now = self._clock()
         command = CreateTask(

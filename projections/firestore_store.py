@@ -304,6 +304,15 @@ class FirestoreReadModelStore:
             .limit(limit)
         )
 
+    def recent_query(self, status: str, since: datetime, limit: int) -> AsyncQuery:
+        return (
+            self.tasks.where(filter=FieldFilter("archived", "==", False))
+            .where(filter=FieldFilter("status", "==", status))
+            .where(filter=FieldFilter("updated_at", ">=", format_time(since)))
+            .order_by("updated_at", direction=Query.DESCENDING)
+            .limit(limit)
+        )
+
     def blob_query(self, digest: str) -> AsyncQuery:
         return self.tasks.where(filter=FieldFilter("blobs", "array_contains", digest)).where(
             filter=FieldFilter("archived", "==", False)
@@ -329,6 +338,9 @@ class FirestoreReadModelStore:
         # Two hits are enough: at most one of them is the excluded task.
         query = self.blob_query(digest).select([FieldPath.document_id()]).limit(2)
         return any([snapshot.id != excluding_task async for snapshot in query.stream()])
+
+    async def recent_in_status(self, status: str, since: datetime, limit: int) -> list[TaskState]:
+        return await _states(self.recent_query(status, since, limit))
 
     async def status_counts(self) -> dict[str, int]:
         async def count(status: str) -> int:

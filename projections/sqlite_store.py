@@ -231,6 +231,14 @@ class SqliteReadModelStore:
         rows = await self._read("SELECT status, COUNT(*) FROM tasks GROUP BY status")
         return {status: count for status, count in rows}
 
+    async def recent_in_status(self, status: str, since: datetime, limit: int) -> list[TaskState]:
+        rows = await self._read(
+            f"{_TASK_COLUMNS} WHERE archived = 0 AND status = ? AND updated_at >= ? "
+            "ORDER BY updated_at DESC LIMIT ?",
+            (status, format_time(since), limit),
+        )
+        return [state_from_doc(orjson.loads(raw)) for (raw,) in rows]
+
     async def reset(self) -> None:
         def wipe() -> None:
             self._writer.executescript(

@@ -51,6 +51,11 @@ class ReadModelStore(Protocol):
 
     async def status_counts(self) -> dict[str, int]: ...
 
+    async def recent_in_status(self, status: str, since: datetime, limit: int) -> list[TaskState]:
+        """Tasks in ``status``, not archived, last changed at or after ``since``, newest first
+        (the operators' dashboard)."""
+        ...
+
     async def reset(self) -> None:
         """Drop every read model and checkpoint (before a rebuild)."""
         ...

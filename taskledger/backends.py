@@ -8,6 +8,8 @@ from blobs.local import LocalBlobStore
 from blobs.port import BlobStore
 from events import EventLog
 from events.sqlite_log import Durability, SqliteEventLog
+from http_edge.key_store import KeyStore
+from http_edge.key_store.sqlite import SqliteKeyStore
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.settings import Settings, SettingsError
@@ -98,3 +100,16 @@ def _gcs_blobs(url: str) -> BlobStore:
     if emulator and client.lookup_bucket(bucket) is None:
         client.create_bucket(bucket)  # emulators start empty; real buckets are made by operators
     return store
+
+
+def open_key_store(settings: Settings) -> KeyStore:
+    """Client keys live beside the read models: SQLite in the data dir, or Firestore."""
+    if settings.read_models.startswith("firestore://"):
+        from google.cloud import firestore
+
+        from http_edge.key_store.firestore import FirestoreKeyStore
+
+        project, _, database = settings.read_models.removeprefix("firestore://").partition("/")
+        client = firestore.AsyncClient(project=project, database=database or "(default)")
+        return FirestoreKeyStore(client)
+    return SqliteKeyStore(settings.data_dir / "keys.db")

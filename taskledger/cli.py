@@ -149,9 +149,16 @@ def parser() -> argparse.ArgumentParser:
     add_validator_arguments(validator)
     validator.set_defaults(handler=_validator)
 
+    from taskledger.keys_cli import add_keys_parser
+
+    add_keys_parser(commands)
+
     from bench.cli import add_parser as add_bench
 
     add_bench(commands)
+    from taskledger.submit import add_submit_parser
+
+    add_submit_parser(commands)
     return top
 
 

@@ -39,6 +39,25 @@ def dev_api_key(settings: Settings) -> tuple[Settings, str]:
     return settings, key
 
 
+def dev_admin_key(settings: Settings) -> tuple[Settings, str]:
+    """The operator's key: the first configured one, or one made once and kept (0600) in
+    ``<data dir>/admin-key``."""
+    path = settings.data_dir / "admin-key"
+    if settings.admin_keys:
+        key = next(iter(settings.admin_keys.values()))
+    elif path.exists():
+        key = path.read_text().strip()
+        settings = replace(settings, admin_keys={"dev-admin": key})
+    else:
+        key = "tla_" + secrets.token_urlsafe(24)
+        settings = replace(settings, admin_keys={"dev-admin": key})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(key + "\n")
+    return settings, key
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -84,13 +103,23 @@ async def start_reference_miners(settings: Settings, proxy: Identity, count: int
     return DevPeers(miners, runners, client, validator)
 
 
-def banner(settings: Settings, key: str, proxy: Identity, peers: DevPeers, data_dir: Path) -> str:
+def banner(
+    settings: Settings,
+    key: str,
+    proxy: Identity,
+    peers: DevPeers,
+    data_dir: Path,
+    admin_key: str | None = None,
+) -> str:
     base = settings.base_url
+    admin = [f"  admin key:     {admin_key}   (also in {data_dir / 'admin-key'})"]
     return "\n".join(
         [
             "",
             f"taskledger is running at {base}",
             f"  API key:       {key}   (also in {data_dir / 'api-key'})",
+            f"  dashboard:     {base}/dashboard",
+            *(admin if admin_key else []),
             f"  proxy hotkey:  {proxy.ss58}",
             f"  miners:        {len(peers.miners)} reference miners on loopback",
             f"  data:          {data_dir}",
@@ -109,6 +138,9 @@ def banner(settings: Settings, key: str, proxy: Identity, peers: DevPeers, data_
 
 async def run_dev(settings: Settings, *, miners: int, validator: bool) -> int:
     settings, key = dev_api_key(settings)
+    # The reference miners listen on loopback.
+    settings = replace(settings, allow_private_miners=True)
+    settings, admin_key = dev_admin_key(settings)
     proxy = Identity.load_or_create(settings.wallets_dir, settings.wallet)
     peers = await start_reference_miners(settings, proxy, miners)
     system = build_system(
@@ -125,7 +157,8 @@ async def run_dev(settings: Settings, *, miners: int, validator: bool) -> int:
                 peers.validator, peers.client, settings.base_url, proxy.ss58
             )
             background.append(asyncio.create_task(reference.run()))
-        print(banner(settings, key, proxy, peers, settings.data_dir.resolve()), flush=True)
+        data_dir = settings.data_dir.resolve()
+        print(banner(settings, key, proxy, peers, data_dir, admin_key), flush=True)
 
     try:
         await serve_until_stopped(system, edge=True, processors=True, on_ready=ready)

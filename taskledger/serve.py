@@ -10,8 +10,11 @@ from taskledger.system import build_system
 
 
 async def run_serve(settings: Settings, *, role: str) -> int:
-    if role != "processors" and not settings.api_keys:
-        raise SettingsError("TASKLEDGER_API_KEYS is empty: clients could not authenticate")
+    if role != "processors" and not settings.api_keys and not settings.admin_keys:
+        raise SettingsError(
+            "TASKLEDGER_API_KEYS and TASKLEDGER_ADMIN_KEYS are empty: "
+            "no client could authenticate, and no operator could create keys"
+        )
     system = build_system(settings, with_processors=role != "edge")
 
     async def ready() -> None:

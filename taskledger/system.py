@@ -18,6 +18,7 @@ from events import EventLog
 from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
+from http_edge.key_store.registry import KeyRegistry
 from miners.btauth import SqliteNonceStore
 from miners.client import MinerClient
 from miners.directory import (
@@ -54,7 +55,7 @@ from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.anchoring import register_checkpointer, register_weights
-from taskledger.backends import open_blobs, open_event_log, open_read_models
+from taskledger.backends import open_blobs, open_event_log, open_key_store, open_read_models
 from taskledger.settings import Settings
 
 
@@ -139,6 +140,8 @@ class System:
     command_processor: KafkaCommandProcessor | None = None
     checkpointer: Checkpointer | None = None
     _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Client keys as data, shared by every edge (issue 16); None on processors-only.
+    keys: KeyRegistry | None = None
 
     def edge_context(self) -> EdgeContext:
         return EdgeContext(
@@ -159,10 +162,18 @@ class System:
                 max_upload_bytes=self.settings.max_upload_bytes,
                 rate_per_second=self.settings.rate_per_second,
                 rate_burst=self.settings.rate_burst,
+                peer_rate_per_second=self.settings.peer_rate_per_second,
+                peer_rate_burst=self.settings.peer_rate_burst,
+                body_min_bytes_per_second=self.settings.body_min_bytes_per_second,
+                body_grace_seconds=self.settings.body_grace_seconds,
             ),
             clock=self.clock,
             processor_figures=self.processor_figures,
             public_url=self.settings.base_url,
+            openai_answer=self.settings.openai_answer,
+            openai_timeout_seconds=self.settings.openai_timeout_seconds,
+            client_keys=self.keys,
+            admin_keys=dict(self.settings.admin_keys),
         )
 
     async def processor_figures(self) -> dict[str, Any]:
@@ -263,6 +274,8 @@ class System:
             await self.handler.start()  # or the first request would wait for it
         if edge and self.status_feed is not None:
             await self.status_feed.start()
+        if edge and self.keys is not None:
+            await self.keys.start()
         if (
             processors
             and not edge
@@ -274,6 +287,9 @@ class System:
             await self.runtime.start()
 
     async def close(self) -> None:
+        if self.keys is not None:
+            await self.keys.stop()
+            await self.keys.store.close()
         await self.runtime.stop()
         await self._lead(False)
         await self.sender.drain()
@@ -325,7 +341,10 @@ def build_system(
     pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
     selector = MinerSelector()
     client = MinerClient(
-        identity, timeout_seconds=settings.miner_timeout_seconds, max_connections=512
+        identity,
+        timeout_seconds=settings.miner_timeout_seconds,
+        max_connections=512,
+        global_only=not settings.allow_private_miners,
     )
     links = InputLinks(link_secret(settings))
     sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)
@@ -348,6 +367,8 @@ def build_system(
         clock=clock,
         status_feed=StatusTopicFeed(log) if isinstance(log, KafkaEventLog) else None,
     )
+    system.keys = KeyRegistry(open_key_store(settings), clock, settings.api_keys)
+    system.intake.quota = system.keys
     if with_processors:
         system.add_processors()
     return system

@@ -179,6 +179,20 @@ class ReadModelStoreContract(abc.ABC):
         assert stored == state
         assert stored is not None and stored.miners[0].result == odd
 
+    async def test_recent_tasks_in_a_status_come_newest_first_since_a_moment(
+        self, store: ReadModelStore
+    ) -> None:
+        tasks = Tasks()
+        made = [tasks.create(f"r{i}", at=T0 + timedelta(minutes=i)) for i in range(3)]
+        moved = tasks.distribute("r2", T0 + timedelta(minutes=3))
+        await commit(store, [*made[:2], moved])
+        since = T0 + timedelta(seconds=30)
+        recent = await store.recent_in_status("PENDING", since, 10)
+        assert [state.task_id for state in recent] == ["r1"]
+        assert await store.recent_in_status("PENDING", T0, 1) == [made[1]]
+        assert await store.recent_in_status("DISTRIBUTED", since, 10) == [moved]
+        assert await store.recent_in_status("APPROVED", T0, 10) == []
+
     async def test_an_unknown_task_is_none(self, store: ReadModelStore) -> None:
         assert await store.get_task("nobody") is None
         assert await store.get_tasks(["nobody"]) == {}

@@ -1,4 +1,4 @@
-"""Anchors in GCS (fake-gcs-server): create-only objects per checkpoint, read back by the audit."""
+"""Anchors in GCS (fake-gcs-server): one create-only object per checkpoint, read by the audit."""
 
 from __future__ import annotations
 

@@ -90,6 +90,7 @@ def queries() -> dict[str, AsyncQuery]:
         "a client's tasks": s.client_query("client-1", 50),
         "due deadlines": s.due_query(NOW, 50),
         "archive": s.archive_query(NOW, 50),
+        "dashboard": s.recent_query("APPROVED", NOW, 50),
         "blob in use": s.blob_query("ab" * 32).limit(2),
         "status count": s.count_query("PENDING"),
         # Leaderboards for validators and operators: no method of the port yet.
