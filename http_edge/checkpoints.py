@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -21,3 +21,33 @@ async def checkpoints(request: web.Request) -> web.Response:
     read = getattr(log, "log_checkpoints", None)
     found = await read(after, PAGE) if read is not None else []
     return web.json_response({"checkpoints": [checkpoint.to_document() for checkpoint in found]})
+
+
+async def anchors_status(log: object) -> dict[str, Any]:
+    """What the operators' page shows of the log chain's checkpoints.
+
+    Shaped for ``http_edge.admin_stats.ANCHORS``: set ``app[ANCHORS]`` to
+    ``functools.partial(anchors_status, context.log)``.
+    """
+    latest_of = getattr(log, "latest_log_checkpoint", None)
+    if latest_of is None:
+        kept = getattr(log, "log_checkpoints", None)
+        if kept is None:
+            return {"configured": False, "status": "this log keeps no checkpoints"}
+        found = await kept()
+        latest = found[-1] if found else None
+    else:
+        latest = await latest_of()
+    if latest is None:
+        return {"configured": True, "status": "no checkpoint yet", "latest": None}
+    return {
+        "configured": True,
+        "status": "ok",
+        "latest": {
+            "partition": latest.partition,
+            "position": latest.position,
+            "events": latest.events,
+            "log_hash": latest.log_hash,
+            "at": latest.at,
+        },
+    }

@@ -176,3 +176,16 @@ async def test_the_latest_checkpoint_is_there_for_the_operators_page(tmp_path: P
     assert latest is not None and latest.position == 9
     assert [c.position for c in await log.log_checkpoints(after=5, limit=1)] == [7]
     await log.close()
+
+
+async def test_the_operators_page_gets_the_latest_checkpoint(tmp_path: Path) -> None:
+    from events.sqlite_log import SqliteEventLog
+    from http_edge.checkpoints import anchors_status
+
+    log = SqliteEventLog(tmp_path / "events.db")
+    assert (await anchors_status(log))["status"] == "no checkpoint yet"
+    await log.save_log_checkpoint(signed_checkpoint(12, 12, "b" * 64))
+    status = await anchors_status(log)
+    assert status["configured"] and status["latest"]["position"] == 12
+    assert (await anchors_status(object()))["configured"] is False
+    await log.close()
