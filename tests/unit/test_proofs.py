@@ -149,6 +149,12 @@ def test_bad_accountability_settings_are_named(name: str, value: str) -> None:
         from_environment({name: value})
 
 
+def test_the_weights_processor_is_refused_on_kafka_at_start() -> None:
+    env = {"TASKLEDGER_SET_WEIGHTS": "on", "TASKLEDGER_EVENT_LOG": "kafka://127.0.0.1:9092"}
+    with pytest.raises(SettingsError, match="embedded log only"):
+        from_environment(env)
+
+
 def test_accountability_settings_defaults_and_values() -> None:
     defaults = from_environment({}).accountability
     assert (defaults.checkpoint_events, defaults.checkpoint_seconds) == (10_000, 60.0)
