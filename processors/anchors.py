@@ -92,6 +92,9 @@ class GcsAnchors:
                 timeout=self._timeout,
             )
 
+    async def close(self) -> None:
+        self._client.close()
+
     async def read(self) -> list[Checkpoint]:
         def listed() -> list[bytes]:
             return [
@@ -139,6 +142,10 @@ class ChainAnchor:
             client = await client.client()
         result = await client.submit_call(call, self._wallet, signer="hotkey")
         log.info("committed log hash %s on chain: %s", checkpoint.log_hash, result)
+
+    async def close(self) -> None:
+        if isinstance(self._client, ChainSession):
+            await self._client.close()
 
 
 async def publish_all(sinks: Sequence[AnchorSink], checkpoint: Checkpoint) -> dict[str, str]:

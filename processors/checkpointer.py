@@ -109,6 +109,13 @@ class Checkpointer:
                 entries.append((partition_of(envelope.task_id), envelope.position, envelope.hash))
             yield entries
 
+    async def close(self) -> None:
+        """Close the sinks that hold connections (a bucket's client, the chain's)."""
+        for sink in self._sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                await close()
+
     async def tick(self) -> None:
         """Sign every partition with unsigned events once ``every_seconds`` have passed."""
         if self._monotonic() - self._last_signed < self._every_seconds:

@@ -292,6 +292,8 @@ class System:
             await self.keys.store.close()
         await self.runtime.stop()
         await self._lead(False)
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         await self.sender.drain()
         await self.client.close()
         if self.status_feed is not None:
