@@ -29,7 +29,7 @@ from http_edge.keys import context_of
 from projections.miner_stats import MinerStats, normalised_weights
 
 WINDOW: Final = timedelta(minutes=15)
-SAMPLE: Final = 500
+SAMPLE: Final = 200
 FAILURES_SHOWN: Final = 20
 CACHE_SECONDS: Final = 1.0
 
@@ -70,8 +70,10 @@ def _summary(values: Iterable[float | None]) -> dict[str, Any]:
     return {"p50": percentile(known, 0.5), "p99": percentile(known, 0.99), "count": len(known)}
 
 
-def _minute(moment: datetime) -> str:
-    return format_time(moment.replace(second=0, microsecond=0))
+def _minute(moment: datetime, since: datetime) -> int:
+    """Which of the window's 15 minutes (0 the oldest) ``moment`` falls in; -1 before it."""
+    offset = (moment - since).total_seconds()
+    return min(14, int(offset // 60)) if offset >= 0 else -1
 
 
 def _reason(state: TaskState) -> str:
@@ -82,15 +84,14 @@ def _reason(state: TaskState) -> str:
 def figures(now: datetime, recent: dict[str, list[TaskState]], sampled: bool) -> dict[str, Any]:
     """The window's throughput, latencies and failures from the recent tasks of each status."""
     since = now - WINDOW
-    minutes = [_minute(since + timedelta(minutes=n + 1)) for n in range(15)]
-    created: Counter[str] = Counter()
-    finished: dict[str, Counter[str]] = {"APPROVED": Counter(), "FAILED": Counter()}
+    created: Counter[int] = Counter()
+    finished: dict[str, Counter[int]] = {"APPROVED": Counter(), "FAILED": Counter()}
     for status, states in recent.items():
         for state in states:
-            if state.created_at is not None and state.created_at >= since:
-                created[_minute(state.created_at)] += 1
+            if state.created_at is not None:
+                created[_minute(state.created_at, since)] += 1
             if status in finished and state.updated_at is not None:
-                finished[status][_minute(state.updated_at)] += 1
+                finished[status][_minute(state.updated_at, since)] += 1
     approved = recent.get("APPROVED", [])
     answered = [state for states in recent.values() for state in states if state.first_response]
     failed = recent.get("FAILED", [])
@@ -98,12 +99,12 @@ def figures(now: datetime, recent: dict[str, list[TaskState]], sampled: bool) ->
         "throughput": {
             "per_minute": [
                 {
-                    "minute": minute,
+                    "minute": format_time(since + timedelta(minutes=minute)),
                     "created": created[minute],
                     "approved": finished["APPROVED"][minute],
                     "failed": finished["FAILED"][minute],
                 }
-                for minute in minutes
+                for minute in range(15)
             ],
             "approved_per_second": _rate(approved, now),
         },
