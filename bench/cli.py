@@ -289,6 +289,25 @@ def kafka(arguments: argparse.Namespace) -> int:
     )
 
 
+def answers(arguments: argparse.Namespace) -> int:
+    from bench.answers import answers_markdown, answers_text, run_answers_bench
+
+    figures: dict[str, Any] = {"machine": machine()}
+    figures.update(run_answers_bench(arguments.rate, arguments.seconds, arguments.held))
+    command = (
+        f"taskledger bench answers --rate {arguments.rate:g} --seconds {arguments.seconds:g} "
+        f"--held {arguments.held}"
+    )
+    return publish(
+        "answers",
+        figures,
+        answers_text(figures),
+        answers_markdown(figures, command),
+        as_json=arguments.json,
+        keep=not arguments.no_record,
+    )
+
+
 def add_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure and record figures in BENCHMARKS.md")
     kinds = bench.add_subparsers(dest="bench_kind", required=True)
@@ -341,6 +360,13 @@ def add_parser(commands: Any) -> None:
     kafka_parser.add_argument("--json", action="store_true")
     kafka_parser.add_argument("--no-record", action="store_true")
     kafka_parser.set_defaults(handler=kafka)
+    answers_parser = kinds.add_parser("answers", help="time to first response, held waits")
+    answers_parser.add_argument("--rate", type=float, default=20.0, help="tasks/s offered")
+    answers_parser.add_argument("--seconds", type=float, default=10.0)
+    answers_parser.add_argument("--held", type=positive_int, default=10_000)
+    answers_parser.add_argument("--json", action="store_true")
+    answers_parser.add_argument("--no-record", action="store_true")
+    answers_parser.set_defaults(handler=answers)
     from bench.projections import add_projection_bench
 
     add_projection_bench(kinds)

@@ -184,6 +184,9 @@ async def main(
         admin_keys={"bench-admin": ADMIN_KEY},
         rate_per_second=1_000_000.0,
         rate_burst=1_000_000,
+        peer_rate_per_second=1_000_000.0,
+        peer_rate_burst=1_000_000,
+        allow_private_miners=True,
     )
     if role == "peers":
         assert miners_file is not None, "--role peers writes the --miners-file"

@@ -34,15 +34,33 @@ _BITRATES: Final = {
 
 
 def sniff_audio(head: bytes) -> str | None:
-    """The audio media type of a file starting with ``head``, or None if not audio we take."""
+    """The audio media type of a file starting with ``head``, or None if not audio we take.
+
+    Only the first :data:`SNIFF_BYTES` are looked at, without recursion: the cost is
+    the same for a 4 KiB file as for a 25 MiB one, whatever the bytes are.
+    """
+    view = head[:SNIFF_BYTES]  # at most one 4 KiB copy
+    if view[:3] == b"ID3":
+        # FLAC and MP3 both get one ID3 tag prepended; other formats behind one, and
+        # a tag behind a tag, are not ours.
+        start = _after_id3(view)
+        if start is None:
+            return None
+        if start >= len(view):
+            # The tag runs past what we were given: long tags (cover art) are normal.
+            return MPEG
+        kind = _sniff_plain(view[start:])
+        return kind if kind in (MPEG, FLAC) else None
+    return _sniff_plain(view)
+
+
+def _sniff_plain(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         return WAV
     if head[:4] == b"fLaC":
         return FLAC if _is_flac(head) else None
     if head[:4] == b"OggS":
         return OGG if _is_ogg_audio(head) else None
-    if head[:3] == b"ID3":
-        return _after_id3(head)
     if _mpeg_frame_length(head, 0) is not None:
         return MPEG if _is_mpeg_stream(head) else None
     return None
@@ -65,7 +83,8 @@ def _is_ogg_audio(head: bytes) -> bool:
     return head[packet : packet + 8].startswith(_OGG_AUDIO_CODECS)
 
 
-def _after_id3(head: bytes) -> str | None:
+def _after_id3(head: bytes) -> int | None:
+    """Where the ID3v2 tag opening ``head`` ends, or None if it is not a valid one."""
     # ID3v2 header: "ID3", major version 2..4, revision, flags, and a 28-bit
     # "syncsafe" size (four bytes, top bit clear) of the tag after the header.
     if len(head) < 10 or head[3] not in (2, 3, 4) or head[4] == 0xFF:
@@ -74,13 +93,7 @@ def _after_id3(head: bytes) -> str | None:
         return None
     size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
     footer = 10 if head[5] & 0x10 else 0
-    rest = head[10 + size + footer :]
-    if not rest:
-        # The tag runs past what we were given: long tags (cover art) are normal.
-        return MPEG
-    # FLAC and MP3 both get ID3 tags prepended; other formats behind one are not ours.
-    kind = sniff_audio(rest)
-    return kind if kind in (MPEG, FLAC) else None
+    return 10 + size + footer
 
 
 def _is_mpeg_stream(head: bytes) -> bool:

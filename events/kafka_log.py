@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -106,8 +107,11 @@ from events.log import (
     StreamHead,
     check_continuation,
 )
+from events.log_chain import Checkpoint
 
 logger = logging.getLogger(__name__)
+
+_LOG_CHECKPOINT = "log-checkpoint/"
 
 
 class _FencedTransactionNoise(logging.Filter):
@@ -537,6 +541,10 @@ class _PlacedEvents:
         """The event of an events-topic record: remembered, or decoded."""
         placed = self._events.get((record.partition, record.offset))
         if placed is not None and record.key == placed.task_id.encode():
+            if placed.position != record.offset:
+                # Sealed before it had an offset: the log chain needs its position.
+                placed = dataclasses.replace(placed, position=record.offset)
+                self._events[(record.partition, record.offset)] = placed
             return placed
         return _envelope(record)
 
@@ -1195,6 +1203,28 @@ class KafkaEventLog:
         )
         self._checkpoints[consumer] = checkpoint
 
+    # -- the log chain's signed checkpoints ---------------------------------------------
+    # Kept in the checkpoints topic under a key of their own each (compaction keeps them
+    # all), so they live with the log and any tool reading that topic finds them.
+
+    @property
+    def log_name(self) -> str:
+        return self.topics.events
+
+    async def save_log_checkpoint(self, checkpoint: Checkpoint) -> None:
+        key = f"{_LOG_CHECKPOINT}{checkpoint.partition}/{checkpoint.position:020d}"
+        await self.save_checkpoint(key, canonical(checkpoint.to_document()).decode())
+
+    async def log_checkpoints(self, after: int | None = None) -> list[Checkpoint]:
+        await self._catch_up_meta([TopicPartition(self.topics.checkpoints, 0)])
+        found = [
+            Checkpoint.from_document(decode(value))
+            for key, value in list(self._checkpoints.items())
+            if key.startswith(_LOG_CHECKPOINT)
+        ]
+        found.sort(key=lambda checkpoint: (checkpoint.position, checkpoint.partition))
+        return [c for c in found if after is None or c.position > after]
+
     # -- health ---------------------------------------------------------------------------
 
     async def check(self) -> None:
@@ -1211,4 +1241,4 @@ def _envelope(record: Any) -> Envelope:
     for name, value in record.headers or ():
         if name == "hash":
             hash = bytes(value).decode()
-    return from_stored(bytes(record.value), hash)
+    return from_stored(bytes(record.value), hash, record.offset)

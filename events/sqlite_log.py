@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from events.codec import GENESIS_HASH
+from events.codec import GENESIS_HASH, canonical, decode
 from events.envelope import Envelope, from_stored
 from events.log import (
     Append,
@@ -27,6 +27,7 @@ from events.log import (
     StreamHead,
     check_continuation,
 )
+from events.log_chain import Checkpoint
 from events.sqlite_connect import open_wal
 
 Durability = Literal["full", "normal"]
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     consumer   TEXT PRIMARY KEY,
     checkpoint TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    position INTEGER PRIMARY KEY,
+    document BLOB NOT NULL
+);
 """
 
 _MAX_GROUP = 2000
@@ -241,7 +246,42 @@ class SqliteEventLog:
 
         write()
 
+    log_name = "sqlite"
+
+    async def save_log_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep a signed checkpoint of the log chain in the log's own database."""
+        self._writer.execute(
+            "INSERT OR IGNORE INTO log_checkpoints (position, document) VALUES (?, ?)",
+            (checkpoint.position, canonical(checkpoint.to_document())),
+        )
+
     # -- reads ----------------------------------------------------------------
+
+    async def log_checkpoints(self, after: int | None = None) -> list[Checkpoint]:
+        rows = await self._read(
+            "SELECT document FROM log_checkpoints WHERE position > ? ORDER BY position",
+            (after if after is not None else -1,),
+        )
+        return [Checkpoint.from_document(decode(document)) for (document,) in rows]
+
+    async def hash_batches(self, batch_size: int) -> AsyncIterator[list[tuple[int, str]]]:
+        """Every stored (position, hash) in log order: what the log chain folds."""
+        after = 0
+        while True:
+            rows: list[tuple[int, str]] = (
+                self._reader()
+                .execute(
+                    "SELECT position, hash FROM events WHERE position > ? "
+                    "ORDER BY position LIMIT ?",
+                    (after, batch_size),
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield rows
+            await asyncio.sleep(0)
 
     def _reader(self) -> sqlite3.Connection:
         if self._reader_connection is None:

@@ -6,12 +6,16 @@ from aiohttp import web
 
 from http_edge import admin, health, inputs, intake, metrics, miners, openapi, tasks, validators
 from http_edge.auth import CLIENT_AUTH, ClientAuth
+from http_edge.checkpoints import checkpoints
 from http_edge.context import EdgeContext
 from http_edge.errors import error_middleware
 from http_edge.key_limits import key_rate_middleware
 from http_edge.keys import CONTEXT
 from http_edge.metrics import METRICS, HttpMetrics, metrics_middleware
+from http_edge.openai_audio import add_openai_routes
+from http_edge.peers import PEER_GATE, PeerGate
 from http_edge.stream import STREAMS, StreamSettings, close_streams, stream
+from http_edge.waiting import install_holds
 
 
 def create_app(
@@ -30,6 +34,7 @@ def create_app(
     app[CONTEXT] = context
     app[CLIENT_AUTH] = ClientAuth.from_context(context)
     app[METRICS] = HttpMetrics()
+    app[PEER_GATE] = PeerGate.from_context(context)
     app[STREAMS] = StreamSettings(
         poll_seconds=stream_poll_seconds, heartbeat_seconds=stream_heartbeat_seconds
     )
@@ -54,8 +59,11 @@ def create_app(
     add.add_post("/api/v1/validator/evaluation", validators.evaluation)
     add.add_get("/api/v1/validator/weights", validators.weights)
 
+    add.add_get("/api/v1/checkpoints", checkpoints)
     add.add_get("/api/v1/health", health.health)
     add.add_get("/metrics", metrics.metrics)
     add.add_get("/api/v1/openapi.json", openapi.openapi)
+    add_openai_routes(app)
+    install_holds(app)
     admin.add_routes(app)  # operators: keys, stats, miners, /dashboard
     return app

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from http_edge.errors import ApiError
+from http_edge.pace import Pace
 
 _CHUNK: Final = 64 * 1024
 
@@ -43,11 +44,14 @@ def refuse_declared_oversize(request: web.Request, limit: int) -> None:
 
 
 async def read_bounded(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as more than ``limit`` bytes arrive."""
+    """The whole body, refusing with 413 as soon as more than ``limit`` bytes arrive,
+    and with 408 if they arrive too slowly."""
     refuse_declared_oversize(request, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
+    pace = Pace.of(request)
+    content = request.content
+    while chunk := await pace.take(content.read(_CHUNK)):
         size += len(chunk)
         if size > limit:
             raise too_large(limit)

@@ -37,6 +37,12 @@ class EdgeLimits:
     max_json_bytes: int = 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    # Per miner or validator hotkey, counted apart from the clients.
+    peer_rate_per_second: float = 200.0
+    peer_rate_burst: int = 400
+    # A body must arrive at this rate at least, after a grace period (else 408).
+    body_min_bytes_per_second: float = 10_000.0
+    body_grace_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,9 @@ class EdgeContext:
     # how long an input link stays valid.
     public_url: str = "http://127.0.0.1:8080"
     input_link_seconds: int = 300
+    # /v1/audio/*: answer with "first_response" or "approved", waiting up to this long.
+    openai_answer: str = "first_response"
+    openai_timeout_seconds: float = 60.0
     # Client keys as data (issue 16): when set, clients are authenticated against it
     # rather than ``api_keys``; operators by ``admin_keys`` (name -> admin key).
     client_keys: KeyRegistry | None = None

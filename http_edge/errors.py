@@ -87,8 +87,8 @@ def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     response = web.json_response(error_body(code, message), status=status, headers=headers)
-    if status == 413:
-        # The rest of an oversized body is not worth a kept-alive connection.
+    if status in (408, 413):
+        # The rest of an oversized or trickled body is not worth a kept-alive connection.
         response.force_close()
     return response
 

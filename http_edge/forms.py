@@ -1,23 +1,27 @@
-"""multipart/form-data: streamed from the socket with per-field limits, or parsed from bytes.
+"""multipart/form-data: streamed from the socket, part by part, with per-field limits.
 
 Only the fields an endpoint names are taken, each at most once, each bounded
 while it is read: an oversized file is refused (413) when its limit is
-passed, not after it has all arrived.
+passed, not after it has all arrived, and the whole body is bounded too.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from email.message import Message
-from typing import Final
+from typing import Final, cast
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from http_edge.bodies import too_large
+from http_edge.bodies import refuse_declared_oversize, too_large
 from http_edge.errors import ApiError
+from http_edge.pace import Pace
 
 FORM: Final = "multipart/form-data"
+FORM_OVERHEAD: Final = 64 * 1024
+"""Bytes a form may carry besides its fields' contents: boundaries, part headers,
+preamble and epilogue."""
 _CHUNK: Final = 64 * 1024
 
 
@@ -30,26 +34,93 @@ def _malformed(detail: str) -> ApiError:
     return ApiError(400, "invalid_form", f"malformed multipart/form-data: {detail}")
 
 
-async def read_form(
-    request: web.Request, *, files: Mapping[str, int], texts: Mapping[str, int]
-) -> dict[str, bytes]:
-    """Read the form field by field; ``files`` and ``texts`` map field names to byte limits.
+class _Tap:
+    """The request body as a MultipartReader reads it: every byte counted against
+    ``limit`` (preamble, part headers and epilogue too, chunked or not), paced, and kept
+    when the caller needs the raw body (btauth/1 signs it).
 
-    A file over its limit is a 413, a text field over its limit a 400.
+    aiohttp's reader takes a StreamReader; it uses only the four methods here.
+    """
+
+    def __init__(self, content: StreamReader, limit: int, pace: Pace, *, keep: bool) -> None:
+        self._content = content
+        self._pace = pace
+        self.limit = limit
+        self.in_preamble = True
+        self._count = 0
+        self.kept: bytearray | None = bytearray() if keep else None
+
+    def _took(self, data: bytes) -> bytes:
+        self._count += len(data)
+        if self._count > self.limit:
+            if self.in_preamble:
+                raise ApiError(
+                    413, "too_large", f"the form's preamble is longer than {self.limit} bytes"
+                )
+            raise too_large(self.limit)
+        if self.kept is not None:
+            self.kept += data
+        return data
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        line = self._content.readline(max_line_length=max_line_length)
+        return self._took(await self._pace.take(line))
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._took(await self._pace.take(self._content.read(n)))
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        self._count -= len(data)
+        if self.kept is not None and data:
+            del self.kept[-len(data) :]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._content.unread_data(data)
+
+
+async def read_form(
+    request: web.Request,
+    *,
+    files: Mapping[str, int],
+    texts: Mapping[str, int],
+    keep_raw: bool = False,
+) -> tuple[dict[str, bytes], bytes]:
+    """Read the form part by part; ``files`` and ``texts`` map field names to byte limits.
+
+    A file over its limit, or a body over the sum of the limits and
+    :data:`FORM_OVERHEAD`, is a 413, a text field over its limit a 400; the first
+    bad part ends the reading. Returns the fields, and the raw body if ``keep_raw``
+    (else ``b""``), read to its end.
     """
     require_form(request)
+    limit = sum(files.values()) + sum(texts.values()) + FORM_OVERHEAD
+    refuse_declared_oversize(request, limit)
+    # Until the first part is found, only the preamble's own allowance.
+    tap = _Tap(request.content, FORM_OVERHEAD, Pace.of(request), keep=keep_raw)
     try:
-        reader = await request.multipart()
+        reader = MultipartReader(
+            request.headers,
+            cast(StreamReader, tap),
+            max_field_size=request.protocol.max_field_size,
+            max_headers=request.protocol.max_headers,
+        )
         fields: dict[str, bytes] = {}
         while (part := await reader.next()) is not None:
+            tap.limit, tap.in_preamble = limit, False
             if not isinstance(part, BodyPartReader):
                 raise _malformed("nested multipart bodies are not accepted")
             name = _accepted_name(part.name, files, texts, fields)
-            limit = files.get(name, texts.get(name, 0))
-            fields[name] = await _read_part(part, name, limit, is_file=name in files)
+            field_limit = files.get(name, texts.get(name, 0))
+            fields[name] = await _read_part(part, name, field_limit, is_file=name in files)
+        if keep_raw:
+            while await tap.read(_CHUNK):
+                pass  # the epilogue: signed with the rest
     except (ValueError, AssertionError, HttpProcessingError) as error:
         raise _malformed(type(error).__name__) from None
-    return fields
+    return fields, bytes(tap.kept) if tap.kept is not None else b""
 
 
 def _accepted_name(
@@ -76,51 +147,3 @@ async def _read_part(part: BodyPartReader, name: str, limit: int, *, is_file: bo
             raise ApiError(400, "invalid_request", f"form field {name!r} is too long")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def parse_form(
-    content_type: str, body: bytes, *, files: Mapping[str, int], texts: Mapping[str, int]
-) -> dict[str, bytes]:
-    """The same rules as :func:`read_form`, for a body already in memory."""
-    boundary = _boundary(content_type)
-    delimiter = b"\r\n--" + boundary
-    sections = (b"\r\n" + body).split(delimiter)
-    if len(sections) < 2:
-        raise _malformed("no boundary found")
-    fields: dict[str, bytes] = {}
-    for section in sections[1:]:
-        if section.startswith(b"--"):
-            return fields
-        head, separator, content = section.partition(b"\r\n\r\n")
-        if not separator or not head.lstrip(b" \t").startswith(b"\r\n"):
-            raise _malformed("a part has no header block")
-        name = _accepted_name(_field_name(head), files, texts, fields)
-        limit = files.get(name, texts.get(name, 0))
-        if len(content) > limit:
-            if name in files:
-                raise too_large(limit)
-            raise ApiError(400, "invalid_request", f"form field {name!r} is too long")
-        fields[name] = content
-    raise _malformed("the closing boundary is missing")
-
-
-def _boundary(content_type: str) -> bytes:
-    header = Message()
-    header["Content-Type"] = content_type
-    boundary = header.get_param("boundary")
-    if header.get_content_type() != FORM or not isinstance(boundary, str):
-        raise _malformed("the Content-Type names no boundary")
-    if not 1 <= len(boundary) <= 70 or not boundary.isascii():
-        raise _malformed("the boundary is not a valid one")
-    return boundary.encode("ascii")
-
-
-def _field_name(head: bytes) -> str | None:
-    for line in head.decode("latin-1").split("\r\n"):
-        key, separator, value = line.partition(":")
-        if separator and key.strip().lower() == "content-disposition":
-            header = Message()
-            header["Content-Disposition"] = value.strip()
-            name = header.get_param("name", header="content-disposition")
-            return name if isinstance(name, str) else None
-    return None

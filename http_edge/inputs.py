@@ -20,10 +20,15 @@ from http_edge.bodies import parse_task_id
 from http_edge.context import EdgeContext
 from http_edge.errors import ApiError
 from http_edge.keys import context_of
+from http_edge.peers import admit_peer, is_peer
 from projections.task_blobs import task_blobs
 
 # How long a redirect to the blob store's own signed URL stays usable.
 _REDIRECT_SECONDS: Final = 60
+
+
+def _forbidden() -> ApiError:
+    return ApiError(403, "forbidden", "this hotkey may not fetch this file")
 
 
 def _may_fetch(state: TaskState, digest: str, hotkey: str, validator: bool) -> bool:
@@ -43,7 +48,7 @@ async def _allowed(context: EdgeContext, task_id: str, digest: str, hotkey: str)
     logged = await context.handler.load(task_id)
     if _may_fetch(logged, digest, hotkey, validator):
         return logged
-    raise ApiError(403, "forbidden", "this hotkey may not fetch this file")
+    raise _forbidden()
 
 
 def link_for(context: EdgeContext, digest: str, task_id: str, hotkey: str) -> str:
@@ -76,6 +81,7 @@ async def input_file(request: web.Request) -> web.StreamResponse:
         expires = int(query.get("expires", ""))
     except ValueError:
         raise ApiError(400, "invalid_link", "the link lacks a valid expiry") from None
+    await admit_peer(request, context, is_peer, _forbidden)
     hotkey = await authenticate_peer(request, context, b"")
     if not context.links.valid(digest, task_id, hotkey, expires, signature, time.time()):
         raise ApiError(403, "invalid_link", "the link is not valid for this hotkey, or expired")

@@ -108,7 +108,9 @@ async def transcription(request: web.Request) -> web.Response:
     require_form(request)
     limit = context.limits.max_upload_bytes
     refuse_declared_oversize(request, limit + FORM_OVERHEAD)
-    fields = await read_form(request, files={"file": limit}, texts={"language": 64, "priority": 32})
+    fields, _ = await read_form(
+        request, files={"file": limit}, texts={"language": 64, "priority": 32}
+    )
     audio = fields.pop("file", None)
     if audio is None:
         raise ApiError(400, "invalid_request", "the form needs the audio as field 'file'")

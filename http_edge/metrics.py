@@ -22,6 +22,7 @@ from aggregates import STATUSES
 from http_edge.health import miner_figures
 from http_edge.keys import context_of
 from http_edge.stream import STREAMS
+from http_edge.waiting import HOLDS
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ async def metrics(request: web.Request) -> web.Response:
     _http(out, request.app[METRICS])
     out.family("taskledger_http_open_streams", "gauge", "Status streams open now.")
     out.sample("taskledger_http_open_streams", {}, request.app[STREAMS].open_streams)
+    out.family("taskledger_http_held_requests", "gauge", "Intakes held by wait= now.")
+    out.sample("taskledger_http_held_requests", {}, request.app[HOLDS].held)
     try:
         counts = await context.store.status_counts()
     except Exception:

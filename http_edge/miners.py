@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
-from aggregates import RecordResponse, decide
+from aggregates import MinerNotAssigned, RecordResponse, decide
 from http_edge.auth import authenticate_peer, require_signed
 from http_edge.bodies import is_json, parse_model, parse_task_id, read_bounded
 from http_edge.errors import ApiError
-from http_edge.forms import FORM, parse_form
+from http_edge.forms import FORM, read_form
 from http_edge.keys import context_of
-from http_edge.lookup import logged_task
+from http_edge.peers import admit_peer, is_miner
 from http_edge.schemas import MinerResponse
+from miners.receipts import issue_receipt, response_event
 from processors.results import InvalidResult, normalise_result, store_audio
 
-_FORM_OVERHEAD: Final = 64 * 1024
+
+# One answer for a stranger, an unknown task and a task this miner does not hold:
+# none of them may learn whether a task exists.
+def _not_assigned() -> ApiError:
+    return ApiError(403, "not_assigned", "this hotkey is not assigned to the task")
 
 
 async def miner_response(request: web.Request) -> web.Response:
@@ -30,32 +35,37 @@ async def miner_response(request: web.Request) -> web.Response:
             "unsupported_media_type",
             f"send the answer as application/json, or as {FORM} for audio",
         )
-    limit = limits.max_upload_bytes + _FORM_OVERHEAD if as_form else limits.max_json_bytes
-    # btauth/1 signs the body, so all of it is read (bounded) before anything else.
-    body = await read_bounded(request, limit)
-    hotkey = await authenticate_peer(request, context, body)
+    # Everything the headers show first; btauth/1 signs the body, so the signature
+    # is verified once the body (bounded) is read.
+    await admit_peer(request, context, is_miner, _not_assigned)
     audio: bytes | None = None
     raw: Any = None
     if as_form:
-        fields = parse_form(
-            request.headers["Content-Type"],
-            body,
-            files={"file": limits.max_upload_bytes},
-            texts={"task_id": 64},
+        # Parsed as it arrives, bounded as a whole, the first bad part ending it.
+        fields, body = await read_form(
+            request, files={"file": limits.max_upload_bytes}, texts={"task_id": 64}, keep_raw=True
         )
+        hotkey = await authenticate_peer(request, context, body)
         if "file" not in fields or "task_id" not in fields:
             raise ApiError(400, "invalid_request", "the form needs fields 'task_id' and 'file'")
         task_id = parse_task_id(fields["task_id"].decode("ascii", errors="replace"))
         audio = fields["file"]
     else:
+        body = await read_bounded(request, limits.max_json_bytes)
+        hotkey = await authenticate_peer(request, context, body)
         answer = parse_model(MinerResponse, body)
         task_id, raw = parse_task_id(answer.task_id), answer.result
-    state = await logged_task(context, task_id)
+    state = await context.handler.load(task_id)
+    if not state.exists:
+        raise _not_assigned()
     now = context.clock()
     # Ask the decider first whether this miner may answer at all (403/409), so a
     # refused answer stores no audio and a wrongly shaped one is judged only if
     # it could have been accepted.
-    decide(state, RecordResponse(hotkey, {}, 0.0, now))
+    try:
+        decide(state, RecordResponse(hotkey, {}, 0.0, now))
+    except MinerNotAssigned:
+        raise _not_assigned() from None
     if audio is not None:
         if state.task_type != "tts":
             raise InvalidResult(f"a {state.task_type} result is JSON, not a file")
@@ -68,4 +78,8 @@ async def miner_response(request: web.Request) -> web.Response:
     outcome = await context.handler.execute(
         task_id, RecordResponse(hotkey, result, latency_ms, now), actor=hotkey
     )
-    return web.json_response({"accepted": True, "status": outcome.state.status})
+    answer_body: dict[str, Any] = {"accepted": True, "status": outcome.state.status}
+    logged = response_event(outcome.events, hotkey)
+    if logged is not None:
+        answer_body["receipt"] = issue_receipt(context.identity.signer, logged).to_document()
+    return web.json_response(answer_body)

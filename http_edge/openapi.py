@@ -15,7 +15,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from http_edge.admin_openapi import ADMIN_SCHEME, admin_paths
+from http_edge.openapi_answers import add_answers_paths
 from http_edge.schemas import (
+    Checkpoints,
     ErrorBody,
     Evaluation,
     EventsPage,
@@ -53,6 +55,7 @@ _RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     ValidatorTasks,
     Weights,
     Health,
+    Checkpoints,
 )
 
 _ERRORS: Final = {
@@ -278,6 +281,24 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403)},
             }
         },
+        "/api/v1/checkpoints": {
+            "get": {
+                "summary": "Signed checkpoints of the log chain, oldest first (at most 1000).",
+                "security": [],
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+                "responses": {
+                    "200": _json(Checkpoints, "The checkpoints after the position."),
+                    **_errors(400),
+                },
+            }
+        },
         "/api/v1/health": {
             "get": {
                 "summary": "Whether this process can serve.",
@@ -329,7 +350,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": "The job-routing proxy of a Bittensor subnet.",
         },
-        "paths": {**_paths(), **admin_paths()},
+        "paths": add_answers_paths({**_paths(), **admin_paths()}),
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

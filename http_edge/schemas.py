@@ -169,9 +169,36 @@ class TextResult(_Document):
     result: dict[str, Any]
 
 
+class ReceiptDocument(_Document):
+    task_id: str
+    sequence: int
+    event_hash: str
+    proxy_hotkey: str
+    signature: str = Field(
+        description="sr25519 by the proxy hotkey over "
+        "taskledger-receipt/1\\n<task_id>\\n<sequence>\\n<event_hash> (hex)"
+    )
+
+
 class MinerAccepted(_Document):
     accepted: bool
     status: Status
+    receipt: ReceiptDocument | None = None
+
+
+class CheckpointDocument(_Document):
+    log: str
+    partition: int
+    position: int
+    events: int
+    log_hash: str
+    at: str
+    proxy_hotkey: str
+    signature: str
+
+
+class Checkpoints(_Document):
+    checkpoints: list[CheckpointDocument]
 
 
 class ValidatorResponse(_Document):

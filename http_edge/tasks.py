@@ -13,6 +13,7 @@ from http_edge.bodies import path_task_id, query_int
 from http_edge.errors import ApiError
 from http_edge.keys import context_of
 from http_edge.lookup import client_task, not_found
+from http_edge.provisional import provisional_result, wants_provisional
 from projections import status_document
 
 
@@ -51,6 +52,8 @@ async def events(request: web.Request) -> web.Response:
 
 
 async def result(request: web.Request) -> web.StreamResponse:
+    if wants_provisional(request):
+        return await provisional_result(request)
     context = context_of(request)
     client = authenticate_client(request)
     state = await client_task(context, client, path_task_id(request))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -89,6 +90,38 @@ def sign_headers(
         http_auth.HEADER_SIGNATURE: "0x" + bytes(signer.sign(payload)).hex(),
         http_auth.HEADER_RECEIVER: receiver_ss58,
     }
+
+
+def check_headers(
+    headers: Mapping[str, str],
+    *,
+    self_ss58: str,
+    max_age: float = http_auth.DEFAULT_MAX_AGE,
+    allowed_skew: float = http_auth.DEFAULT_ALLOWED_SKEW,
+    now_ns: int | None = None,
+) -> str:
+    """The claimed hotkey, if everything the headers alone show is right; else AuthFailed.
+
+    The same checks :func:`bittensor.http_auth.verify` makes before the signature
+    (version, hotkey, nonce, receiver, freshness), so a server can make them before
+    it reads a byte of the body. The signature is still verified afterwards, in full.
+    """
+    if any(name not in headers for name in _REQUIRED_HEADERS):
+        raise AuthFailed("missing_signature", "request carries no complete btauth/1 signature")
+    if headers[http_auth.HEADER_VERSION] != http_auth.VERSION:
+        raise AuthFailed("bad_signature", f"unsupported {http_auth.HEADER_VERSION}")
+    hotkey = headers[http_auth.HEADER_HOTKEY]
+    try:
+        nonce = int(headers[http_auth.HEADER_NONCE])
+    except ValueError:
+        raise AuthFailed("bad_signature", f"{http_auth.HEADER_NONCE} is not an integer") from None
+    receiver = headers.get(http_auth.HEADER_RECEIVER)
+    if receiver != self_ss58:
+        raise AuthFailed("wrong_receiver", "request was not signed for this receiving hotkey")
+    now = time.time_ns() if now_ns is None else now_ns
+    if now - nonce > max_age * 1e9 or nonce - now > allowed_skew * 1e9:
+        raise AuthFailed("stale_signature", "the nonce is outside the freshness window")
+    return hotkey
 
 
 async def verify_request(

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from miners.addresses import GlobalOnlyResolver, refuse_literal
 from miners.btauth import sign_headers
 from miners.directory import MinerInfo
 from miners.http1 import Http1Client, ResponseTooLarge
@@ -95,8 +96,11 @@ class MinerClient:
         max_connections: int,
         max_connections_per_peer: int | None = None,
         max_response_bytes: int = 32 * 1024 * 1024,
+        global_only: bool = False,
     ) -> None:
         self._identity = identity
+        # Connect to globally routable addresses only (see miners/addresses.py).
+        self._global_only = global_only
         self._timeout = timeout_seconds
         self._max_connections = max_connections
         self._per_peer = max_connections_per_peer or max(1, max_connections // 4)
@@ -221,12 +225,17 @@ class MinerClient:
         headers = sign_headers(self._identity, method, url.raw_path_qs, body, receiver_ss58)
         if content_type is not None:
             headers["Content-Type"] = content_type
+        if self._global_only and url.raw_host is not None:
+            refuse_literal(url.raw_host)  # aiohttp does not resolve literals
         if Http1Client.handles(url):
             try:
                 return await self._get_plain().request(method, url, headers, body)
             except ResponseTooLarge:
                 raise _TooLarge from None
-        async with self._get_session().request(method, url, data=body, headers=headers) as reply:
+        # A redirect would resend the signed body elsewhere: none is followed.
+        async with self._get_session().request(
+            method, url, data=body, headers=headers, allow_redirects=False
+        ) as reply:
             declared = reply.content_length
             if declared is not None and declared > self._max_response_bytes:
                 raise _TooLarge
@@ -246,6 +255,7 @@ class MinerClient:
                 limit=self._max_connections,
                 limit_per_peer=self._per_peer,
                 max_response_bytes=self._max_response_bytes,
+                global_only=self._global_only,
             )
         return self._plain
 
@@ -253,7 +263,9 @@ class MinerClient:
         # Created on first use, inside the running loop that will own it.
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=self._per_peer
+                limit=self._max_connections,
+                limit_per_host=self._per_peer,
+                resolver=GlobalOnlyResolver() if self._global_only else None,
             )
             # Deadlines are per call (asyncio.timeout), not the session's.
             self._session = aiohttp.ClientSession(

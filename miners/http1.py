@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from miners.addresses import global_address
+
 _USER_AGENT = b"taskledger"
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -270,7 +272,9 @@ class Http1Client:
         limit_per_peer: int,
         max_response_bytes: int,
         keepalive_seconds: float = 15.0,
+        global_only: bool = False,
     ) -> None:
+        self._global_only = global_only
         self._limit = asyncio.Semaphore(limit)
         self._limit_per_peer = limit_per_peer
         self._per_peer: defaultdict[tuple[str, int], asyncio.Semaphore] = defaultdict(
@@ -341,6 +345,9 @@ class Http1Client:
 
     async def _connect(self, host: str, port: int) -> _Connection:
         loop = asyncio.get_running_loop()
+        if self._global_only:
+            # Resolved here and connected to by address, so the address checked is the one used.
+            host = await global_address(host, port)
         try:
             _, connection = await loop.create_connection(lambda: _Connection(self._max), host, port)
         except OSError as error:

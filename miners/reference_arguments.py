@@ -25,6 +25,12 @@ def add_miner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share answered with 500")
     parser.add_argument("--silence-rate", type=float, default=0.0, help="share never answered")
     parser.add_argument("--deferred", action="store_true", help="answer 202, post the result later")
+    parser.add_argument(
+        "--receipts",
+        type=Path,
+        help="where to keep the proxy's receipts, JSON lines "
+        "(default: .taskledger/receipts/<wallet>.jsonl)",
+    )
 
 
 def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +45,24 @@ def add_validator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--concurrency", type=positive_int, default=16, help="evaluations in flight at most"
+    )
+    chain = parser.add_argument_group("weights on chain")
+    chain.add_argument(
+        "--set-weights",
+        action="store_true",
+        help="submit the proxy's weights to the subnet with bittensor's SetWeights",
+    )
+    chain.add_argument("--network", help="bittensor network or ws(s):// endpoint")
+    chain.add_argument("--netuid", type=int)
+    chain.add_argument("--version-key", type=int, default=0)
+    chain.add_argument(
+        "--weights-interval", type=float, default=600.0, help="seconds between submissions"
+    )
+    chain.add_argument(
+        "--ledger",
+        type=Path,
+        default=Path(".taskledger/validator-ledger"),
+        help="where each submission is recorded (an embedded event log)",
     )
 
 

@@ -25,6 +25,7 @@ from miners.btauth import AuthFailed, verify_request
 from miners.client import MinerClient, PeerUnreachable
 from miners.directory import CAPABILITIES
 from miners.identity import Identity
+from miners.receipts import ReceiptBook
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class ReferenceMiner:
         knobs: MinerKnobs | None = None,
         proxy_hotkeys: frozenset[str] | None = None,
         rng: random.Random | None = None,
+        receipts: ReceiptBook | None = None,
     ) -> None:
         self.identity = identity
         self.capabilities = capabilities
@@ -109,6 +111,7 @@ class ReferenceMiner:
         self._nonce_store = nonce_store
         self._proxy_hotkeys = proxy_hotkeys
         self._rng = rng or random.Random(secrets.randbits(64))
+        self.receipts = receipts
         self._background: set[asyncio.Task[None]] = set()
         self.handled = 0
 
@@ -201,11 +204,19 @@ class ReferenceMiner:
             body = orjson.dumps({"task_id": payload["task_id"], "result": result})
             content_type = "application/json"
         try:
-            await self._client.post_signed(
+            answer = await self._client.post_signed(
                 base, response_url.path, body, receiver_ss58=proxy, content_type=content_type
             )
         except PeerUnreachable as error:
             log.warning("could not post the response to %s: %s", payload["task_id"], error)
+            return
+        kept = (
+            self.receipts.keep(answer.json.get("receipt"), proxy)
+            if self.receipts is not None and answer.status == 200 and isinstance(answer.json, dict)
+            else True
+        )
+        if kept is None:
+            log.warning("the proxy's answer for %s had no valid receipt", payload["task_id"])
 
     async def _cleanup(self, app: web.Application) -> None:
         for task in list(self._background):

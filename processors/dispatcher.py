@@ -176,6 +176,7 @@ class Dispatcher:
         distributed = {e.task_id for e in batch.events if e.type == "TaskDistributed"}
         for envelope in batch.events:
             data = envelope.data
+            self._selector.learn(envelope.type, data)
             if envelope.type == "TaskCreated":
                 if envelope.task_id in distributed:
                     continue

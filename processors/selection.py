@@ -1,13 +1,16 @@
-"""Choosing miners for a task: capability, health, in-flight load, latency, success rate."""
+"""Choosing miners for a task: capability, health, then validated quality beside in-flight
+load, latency and success rate (see :mod:`processors.quality`)."""
 
 from __future__ import annotations
 
-import itertools
+import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from miners.directory import MinerInfo
+from processors.quality import Candidate, QualityPolicy, is_new, pick, score
 from projections import MinerStats
 
 
@@ -21,17 +24,25 @@ class SelectionPolicy:
 
 
 class MinerSelector:
-    """Ranks candidate miners; the least loaded, fastest, most reliable come first.
+    """Picks miners for a task by score: quality (rewards), load, latency, success.
 
     In-flight counts are kept here, from the assignments this process makes
-    and the settlements it observes, seeded from the read model at start.
+    and the settlements it observes, seeded from the read model at start; the
+    miners' statistics likewise, then learnt from the log as the dispatcher reads it.
     """
 
-    def __init__(self, policy: SelectionPolicy | None = None) -> None:
+    def __init__(
+        self,
+        policy: SelectionPolicy | None = None,
+        *,
+        quality: QualityPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.policy = policy or SelectionPolicy()
+        self.quality = quality or QualityPolicy()
         self.in_flight: Counter[str] = Counter()
         self.stats: dict[str, MinerStats] = {}
-        self._turn = itertools.count()
+        self._rng = rng or random.Random()
 
     def seed(self, stats: Iterable[MinerStats]) -> None:
         for miner in stats:
@@ -41,6 +52,23 @@ class MinerSelector:
     def update_stats(self, stats: Iterable[MinerStats]) -> None:
         for miner in stats:
             self.stats[miner.hotkey] = miner
+
+    def learn(self, event_type: str, data: Mapping[str, Any]) -> None:
+        """Keep a miner's statistics current from one event of the log, as the read model
+        does (the same moving averages)."""
+        if event_type == "TaskEvaluated":
+            for hotkey, reward in dict(data.get("rewards") or {}).items():
+                self._update(hotkey, lambda s, r=float(reward): s.on_rewarded(r))
+        elif event_type == "MinerResponded":
+            latency = float(data.get("latency_ms") or 0.0)
+            self._update(str(data["hotkey"]), lambda s: s.on_responded(latency))
+        elif event_type == "MinerFailed":
+            self._update(str(data["hotkey"]), MinerStats.on_failed)
+        elif event_type == "MinerTimedOut":
+            self._update(str(data["hotkey"]), MinerStats.on_timed_out)
+
+    def _update(self, hotkey: str, change: Any) -> None:
+        self.stats[hotkey] = change(self.stats.get(hotkey) or MinerStats(hotkey))
 
     def assigned(self, hotkey: str) -> None:
         self.in_flight[hotkey] += 1
@@ -79,17 +107,17 @@ class MinerSelector:
             if len(healthy) >= count
             else healthy + [miner for miner in candidates if miner not in healthy]
         )
-        # Rotate the starting point so equally good miners share the work.
-        turn = next(self._turn)
-        ranked = sorted(
-            enumerate(pool),
-            key=lambda item: (self._cost(item[1].hotkey), (item[0] - turn) % max(1, len(pool))),
-        )
-        return [miner for _, miner in ranked[:count]]
-
-    def _cost(self, hotkey: str) -> float:
-        stats = self.stats.get(hotkey)
-        latency = stats.latency_ms_avg if stats and stats.latency_ms_avg is not None else 0.0
-        success = stats.success_rate if stats else 1.0
-        load = self.in_flight[hotkey] / self.policy.max_in_flight
-        return load * 4.0 + (1.0 - success) * 2.0 + min(latency, 60_000.0) / 60_000.0
+        by_hotkey = {miner.hotkey: miner for miner in pool}
+        scored = [
+            Candidate(
+                miner.hotkey,
+                score(
+                    self.stats.get(miner.hotkey),
+                    self.in_flight[miner.hotkey] / max(1, self.policy.max_in_flight),
+                    self.quality,
+                ),
+                is_new(self.stats.get(miner.hotkey), self.quality),
+            )
+            for miner in pool
+        ]
+        return [by_hotkey[h] for h in pick(scored, count, self._rng, self.quality)]

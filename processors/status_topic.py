@@ -33,6 +33,9 @@ class StatusTopicFeed:
         self._consumer: Any = None
         self._partitions: list[TopicPartition] = []
         self._wanted = asyncio.Event()
+        # Set while the topic is read from a known place: a listener that reads the task's
+        # state after this is set misses no later change.
+        self.positioned = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -80,6 +83,7 @@ class StatusTopicFeed:
         while True:
             if not self._listeners:
                 consumer.pause(*tps)
+                self.positioned.clear()
                 self._wanted.clear()
                 await self._wanted.wait()
                 continue
@@ -88,6 +92,7 @@ class StatusTopicFeed:
                     # What was written while nobody listened is of use to no one.
                     await consumer.seek_to_end(*tps)
                     consumer.resume(*tps)
+                    self.positioned.set()
                 fetched = await consumer.getmany(timeout_ms=200, max_records=2000)
             except KafkaError as error:
                 logger.warning("reading %s: %r", self.log.topics.status, error)

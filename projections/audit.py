@@ -18,6 +18,7 @@ import orjson
 from aggregates import MINER_TRANSITIONS, START, TERMINAL, TRANSITIONS
 from events import EVENT_TYPES, GENESIS_HASH, Envelope, EventLog, StreamHead
 from events.envelope import body_fields
+from events.ledger import LEDGER_EVENT_TYPES, is_ledger_stream
 
 _MINER_EVENTS = frozenset(
     {
@@ -133,8 +134,16 @@ class Auditor:
             self._violate(
                 task_id, sequence, "broken_link", "previous-hash does not match the chain"
             )
-        latest = _LATEST_VERSIONS.get(event_type)
         version = fields["version"]
+        if is_ledger_stream(task_id):
+            # The proxy's own facts: chained and versioned like tasks, no task transitions.
+            ledger_type = LEDGER_EVENT_TYPES.get(event_type)
+            if ledger_type is None or not 1 <= version <= ledger_type.VERSION:
+                self._violate(task_id, sequence, "unknown_event", f"{event_type} v{version}")
+            stream.sequence = sequence
+            stream.hash = hash
+            return
+        latest = _LATEST_VERSIONS.get(event_type)
         if latest is None or not 1 <= version <= latest:
             self._violate(task_id, sequence, "unknown_event", f"{event_type} v{version}")
         after = TRANSITIONS.get((stream.status, event_type))

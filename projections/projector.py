@@ -24,6 +24,7 @@ from events import (
     parse_time,
     payload_of,
 )
+from events.ledger import is_ledger_stream
 from projections.checkpoints import checkpoint_advances
 from projections.miner_stats import MinerStats, MinerTally
 from projections.store import ReadModelStore
@@ -53,7 +54,9 @@ class Projector:
 
     async def apply(self, batch: Batch) -> list[TaskState]:
         """Apply a batch; returns the task states it changed."""
-        task_ids = list(dict.fromkeys(envelope.task_id for envelope in batch.events))
+        task_ids = list(
+            dict.fromkeys(e.task_id for e in batch.events if not is_ledger_stream(e.task_id))
+        )
         stored_checkpoint = await self.checkpoint()
         if stored_checkpoint is None or stored_checkpoint != self._committed:
             self._states.clear()
@@ -64,6 +67,8 @@ class Projector:
         changed: dict[str, TaskState] = {}
         tallies = _MinerTallies(miners)
         for envelope in batch.events:
+            if is_ledger_stream(envelope.task_id):
+                continue  # not a task: the proxy's own facts (weights on chain)
             state = changed.get(envelope.task_id) or states.get(envelope.task_id)
             if state is None:
                 state = TaskState(envelope.task_id)

@@ -30,10 +30,21 @@ def _positive(text: str) -> int:
 
 def _audit(arguments: argparse.Namespace) -> int:
     from taskledger.inspect_log import audit
+    from taskledger.proof_cli import proofs_of, refused
 
-    return asyncio.run(
-        audit(_settings(arguments), as_json=arguments.json, workers=arguments.workers)
-    )
+    try:
+        proofs = proofs_of(arguments)
+        return asyncio.run(
+            audit(
+                _settings(arguments),
+                as_json=arguments.json,
+                workers=arguments.workers,
+                proofs=proofs,
+            )
+        )
+    except refused() as error:
+        print(f"taskledger audit: {error}", file=sys.stderr)
+        return 2
 
 
 def _replay(arguments: argparse.Namespace) -> int:
@@ -113,7 +124,11 @@ def parser() -> argparse.ArgumentParser:
         help="processes auditing the embedded log, each a share of the tasks "
         "(default: one per available core)",
     )
+    from taskledger.proof_cli import add_proof_arguments, add_verify_receipt
+
+    add_proof_arguments(audit)
     audit.set_defaults(handler=_audit)
+    add_verify_receipt(commands)
 
     replay = commands.add_parser("replay", help="rebuild the read models from the log")
     data_dir(replay)
@@ -141,6 +156,9 @@ def parser() -> argparse.ArgumentParser:
     from bench.cli import add_parser as add_bench
 
     add_bench(commands)
+    from taskledger.submit import add_submit_parser
+
+    add_submit_parser(commands)
     return top
 
 

@@ -138,6 +138,8 @@ def banner(
 
 async def run_dev(settings: Settings, *, miners: int, validator: bool) -> int:
     settings, key = dev_api_key(settings)
+    # The reference miners listen on loopback.
+    settings = replace(settings, allow_private_miners=True)
     settings, admin_key = dev_admin_key(settings)
     proxy = Identity.load_or_create(settings.wallets_dir, settings.wallet)
     peers = await start_reference_miners(settings, proxy, miners)

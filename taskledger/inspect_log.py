@@ -15,6 +15,7 @@ from projections import Projector, rebuild
 from projections.audit import AuditReport, audit_log
 from projections.audit_shards import audit_in_shards
 from taskledger.backends import open_event_log, open_read_models
+from taskledger.proof_checks import ProofsToCheck, check_proofs
 from taskledger.settings import Settings
 
 
@@ -45,18 +46,25 @@ def available_cores() -> int:
 
 
 async def audit(
-    settings: Settings, *, as_json: bool, workers: int | None = None, out: TextIO = sys.stdout
+    settings: Settings,
+    *,
+    as_json: bool,
+    workers: int | None = None,
+    out: TextIO = sys.stdout,
+    proofs: ProofsToCheck | None = None,
 ) -> int:
     log = open_event_log(settings)
     try:
         report = await _audit(log, workers or available_cores())
+        checked = await check_proofs(log, proofs) if proofs is not None else None
     finally:
         await log.close()
     if as_json:
         out.write(
             orjson.dumps(
                 {
-                    "clean": report.clean,
+                    "clean": report.clean and (checked is None or checked.clean),
+                    **(checked.to_document() if checked is not None else {}),
                     "events": report.events,
                     "tasks": report.tasks,
                     "seconds": report.seconds,
@@ -85,7 +93,9 @@ async def audit(
             f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s): {verdict}",
             file=out,
         )
-    return 0 if report.clean else 1
+        if checked is not None:
+            checked.print(out)
+    return 0 if report.clean and (checked is None or checked.clean) else 1
 
 
 async def _audit(log: EventLog, workers: int) -> AuditReport:

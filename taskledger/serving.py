@@ -7,17 +7,26 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from http_edge.app import create_app
+from http_edge.connections import CappedSite, ConnectionLimits, edge_runner
 from miners.reference_cli import until_stopped
 from taskledger.collector import freeze_startup_objects
+from taskledger.settings import Settings
 from taskledger.system import System
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(settings.idle_timeout_seconds, settings.max_connections)
+
+
 async def start_edge(system: System, host: str, port: int) -> web.AppRunner:
+    limits = connection_limits(system.settings)
     # A refused upload is not drained for long: the client has its answer already.
-    runner = web.AppRunner(create_app(system.edge_context()), access_log=None, lingering_time=1.0)
+    runner = edge_runner(
+        create_app(system.edge_context()), limits, access_log=None, lingering_time=1.0
+    )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=2048).start()
+        await CappedSite(runner, limits.max_connections, host=host, port=port).start()
     except OSError as error:
         await runner.cleanup()
         raise SystemExit(f"taskledger: cannot listen on {host}:{port}: {error.strerror}") from None

@@ -9,10 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from events import TASK_TYPES
+from taskledger.accountability_settings import (
+    AccountabilitySettings,
+    AccountabilitySettingsError,
+    accountability_from_environment,
+)
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names it."""
+
+
+def _accountability(env: Mapping[str, str]) -> AccountabilitySettings:
+    try:
+        return accountability_from_environment(env)
+    except AccountabilitySettingsError as error:
+        raise SettingsError(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +50,24 @@ class Settings:
     max_upload_bytes: int = 25 * 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
+    peer_rate_per_second: float = 200.0
+    peer_rate_burst: int = 400
+    idle_timeout_seconds: float = 5.0
+    body_min_bytes_per_second: float = 10_000.0
+    body_grace_seconds: float = 10.0
+    max_connections: int = 4096
+    # Send work to loopback, private and link-local miner addresses too (dev, tests).
+    allow_private_miners: bool = False
     retention_seconds: float = 7 * 24 * 3600.0
     wallet: str = "taskledger-proxy"
     chain_endpoint: str | None = None
     netuid: int | None = None
     metagraph_refresh_seconds: float = 300.0
     link_secret: str | None = None
+    # The OpenAI-compatible endpoints answer with the first response or the approved result.
+    openai_answer: str = "first_response"
+    openai_timeout_seconds: float = 60.0
+    accountability: AccountabilitySettings = field(default_factory=AccountabilitySettings)
 
     @property
     def base_url(self) -> str:
@@ -80,6 +104,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}: use on or off")
+
+
 def _miners_per_type(raw: str) -> dict[str, int]:
     counts: dict[str, int] = dict.fromkeys(TASK_TYPES, 3)
     if raw.strip().isdigit():
@@ -105,6 +138,9 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     if port is not None and not port.isdigit():
         raise SettingsError(f"TASKLEDGER_PORT: {port!r} is not a port number")
     netuid = get("TASKLEDGER_NETUID")
+    openai_answer = get("TASKLEDGER_OPENAI_ANSWER", defaults.openai_answer)
+    if openai_answer not in ("first_response", "approved"):
+        raise SettingsError("TASKLEDGER_OPENAI_ANSWER: use first_response or approved")
     miners_file = get("TASKLEDGER_MINERS_FILE")
     return Settings(
         data_dir=Path(get("TASKLEDGER_DATA_DIR", str(defaults.data_dir))),
@@ -128,10 +164,20 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=int(_number(env, "TASKLEDGER_MAX_UPLOAD_BYTES", 25 * 1024 * 1024)),
         rate_per_second=_number(env, "TASKLEDGER_RATE_LIMIT", 200.0),
         rate_burst=int(_number(env, "TASKLEDGER_RATE_BURST", 400)),
+        peer_rate_per_second=_number(env, "TASKLEDGER_PEER_RATE_LIMIT", 200.0),
+        peer_rate_burst=int(_number(env, "TASKLEDGER_PEER_RATE_BURST", 400)),
+        idle_timeout_seconds=_number(env, "TASKLEDGER_IDLE_TIMEOUT", 5.0),
+        body_min_bytes_per_second=_number(env, "TASKLEDGER_BODY_MIN_RATE", 10_000.0),
+        body_grace_seconds=_number(env, "TASKLEDGER_BODY_GRACE", 10.0),
+        max_connections=int(_number(env, "TASKLEDGER_MAX_CONNECTIONS", 4096)),
+        allow_private_miners=_switch(env, "TASKLEDGER_ALLOW_PRIVATE_MINERS"),
         retention_seconds=_number(env, "TASKLEDGER_RETENTION_SECONDS", 7 * 24 * 3600.0),
         wallet=get("TASKLEDGER_WALLET", defaults.wallet),
         chain_endpoint=get("TASKLEDGER_CHAIN_ENDPOINT") or None,
         netuid=int(netuid) if netuid and netuid.isdigit() else None,
         metagraph_refresh_seconds=_number(env, "TASKLEDGER_METAGRAPH_REFRESH", 300.0),
         link_secret=get("TASKLEDGER_LINK_SECRET") or None,
+        openai_answer=openai_answer,
+        openai_timeout_seconds=_number(env, "TASKLEDGER_OPENAI_TIMEOUT", 60.0),
+        accountability=_accountability(env),
     )

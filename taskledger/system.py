@@ -29,6 +29,7 @@ from miners.directory import (
     load_miners_file,
 )
 from miners.identity import Identity
+from processors.checkpointer import Checkpointer
 from processors.command_bus import KafkaCommandBus
 from processors.command_port import TaskCommands
 from processors.commands import CommandHandler, utc_now
@@ -53,6 +54,7 @@ from processors.work import WorkSender
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
+from taskledger.anchoring import register_checkpointer, register_weights
 from taskledger.backends import open_blobs, open_event_log, open_key_store, open_read_models
 from taskledger.settings import Settings
 
@@ -136,6 +138,7 @@ class System:
     status_feed: StatusTopicFeed | None = None
     leader_runtime: Runtime | None = None
     command_processor: KafkaCommandProcessor | None = None
+    checkpointer: Checkpointer | None = None
     _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Client keys as data, shared by every edge (issue 16); None on processors-only.
     keys: KeyRegistry | None = None
@@ -159,10 +162,16 @@ class System:
                 max_upload_bytes=self.settings.max_upload_bytes,
                 rate_per_second=self.settings.rate_per_second,
                 rate_burst=self.settings.rate_burst,
+                peer_rate_per_second=self.settings.peer_rate_per_second,
+                peer_rate_burst=self.settings.peer_rate_burst,
+                body_min_bytes_per_second=self.settings.body_min_bytes_per_second,
+                body_grace_seconds=self.settings.body_grace_seconds,
             ),
             clock=self.clock,
             processor_figures=self.processor_figures,
             public_url=self.settings.base_url,
+            openai_answer=self.settings.openai_answer,
+            openai_timeout_seconds=self.settings.openai_timeout_seconds,
             client_keys=self.keys,
             admin_keys=dict(self.settings.admin_keys),
         )
@@ -234,6 +243,12 @@ class System:
         runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+        self.checkpointer = register_checkpointer(
+            runtime, self.settings, self.log, self.identity, self.clock
+        )
+        register_weights(
+            runtime, self.settings, self.log, self.identity, self.evaluations, self.clock
+        )
         return dispatcher
 
     async def _lead(self, leading: bool) -> None:
@@ -326,7 +341,10 @@ def build_system(
     pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
     selector = MinerSelector()
     client = MinerClient(
-        identity, timeout_seconds=settings.miner_timeout_seconds, max_connections=512
+        identity,
+        timeout_seconds=settings.miner_timeout_seconds,
+        max_connections=512,
+        global_only=not settings.allow_private_miners,
     )
     links = InputLinks(link_secret(settings))
     sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)

@@ -71,6 +71,7 @@ async def cloud_system(
         api_keys={"client": KEY},
         miner_timeout_seconds=20.0,
         task_deadline_seconds=60.0,
+        allow_private_miners=True,
     )
     from miners.identity import Identity
 

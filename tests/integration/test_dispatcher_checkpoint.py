@@ -15,7 +15,10 @@ from tests.support.fast_miners import FakeMiner, answer
 async def test_the_checkpoint_catches_up_once_the_dispatching_is_done(tmp_path: Path) -> None:
     miner = await FakeMiner("5CheckpointMiner", answer).start()
     settings = Settings(
-        data_dir=tmp_path, durability="normal", miners_per_type={"summarization": 1}
+        data_dir=tmp_path,
+        durability="normal",
+        miners_per_type={"summarization": 1},
+        allow_private_miners=True,
     )
     system = build_system(
         settings, extra_miners=[miner.info], identity=Identity.from_uri("//TaskledgerTestProxy")
@@ -46,7 +49,10 @@ async def test_a_task_whose_stream_reads_late_is_still_distributed(tmp_path: Pat
     read of the task's stream in the same process finds it; the task must not be dropped."""
     miner = await FakeMiner("5LateReadMiner", answer).start()
     settings = Settings(
-        data_dir=tmp_path, durability="normal", miners_per_type={"summarization": 1}
+        data_dir=tmp_path,
+        durability="normal",
+        miners_per_type={"summarization": 1},
+        allow_private_miners=True,
     )
     system = build_system(
         settings, extra_miners=[miner.info], identity=Identity.from_uri("//TaskledgerTestProxy")

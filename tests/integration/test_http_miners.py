@@ -79,7 +79,9 @@ async def test_a_late_answer_is_accepted(edge: Edge) -> None:
     task_id = await distributed(edge)
     reply = await edge.answer(edge.miners[0], task_id, {"summary": "in short"})
     assert reply.status == 200
+    receipt = reply.json.pop("receipt")
     assert reply.json == {"accepted": True, "status": "DONE"}
+    assert (receipt["task_id"], receipt["proxy_hotkey"]) == (task_id, edge.hotkey)
     document = await edge.wait_for(task_id, "DONE")
     assert document["miners"][0]["state"] == "responded"
     assert document["miners"][0]["latency_ms"] > 0
@@ -147,10 +149,17 @@ async def test_a_malformed_answer_is_400(edge: Edge, document: Any) -> None:
     assert_error(reply.json)
 
 
-async def test_an_answer_for_an_unknown_task_is_404(edge: Edge) -> None:
-    reply = await edge.answer(edge.miners[0], str(uuid.uuid4()), {"summary": "x"})
-    assert reply.status == 404
-    assert_error(reply.json, "not_found")
+async def test_an_answer_for_an_unknown_task_is_403_like_one_not_assigned(edge: Edge) -> None:
+    # A miner must not learn from the answer whether a task it does not hold exists.
+    task_id = await distributed(edge)
+    unknown = await edge.answer(edge.miners[0], str(uuid.uuid4()), {"summary": "x"})
+    not_assigned = await edge.peer(STRANGER).post_signed(
+        edge.url, RESPONSE, {"task_id": task_id, "result": {"summary": "x"}},
+        receiver_ss58=edge.hotkey,
+    )  # fmt: skip
+    assert unknown.status == not_assigned.status == 403
+    assert unknown.json == not_assigned.json
+    assert_error(unknown.json, "not_assigned")
 
 
 async def test_an_answer_in_another_media_type_is_415(edge: Edge) -> None:
@@ -318,8 +327,12 @@ async def test_input_links_refuse_everyone_else(edge: Edge) -> None:
     digest = URL(work["input_url"]).path.rsplit("/", 1)[1]
     stranger = edge.peer(STRANGER)
 
-    # Someone else signing with the miner's link.
+    # A hotkey that is no miner or validator, before its signature is checked.
     reply = await stranger.get_signed(base, path, receiver_ss58=edge.hotkey)
+    assert reply.status == 403
+    assert_error(reply.json, "forbidden")
+    # Another peer signing with the miner's link.
+    reply = await edge.peer(VALIDATOR).get_signed(base, path, receiver_ss58=edge.hotkey)
     assert reply.status == 403
     assert_error(reply.json, "invalid_link")
     # A valid link made for someone not assigned to the task.

@@ -165,11 +165,16 @@ async def test_validator_signature_failures_are_401(edge: Edge) -> None:
     for kwargs in (
         {"receiver": STRANGER.ss58},
         {"receiver": edge.hotkey, "nonce_ns": stale_nonce()},
-        {"receiver": edge.hotkey, "claimed_hotkey": STRANGER.ss58},
     ):
         status, answer, _ = await signed_request(session, "POST", url, VALIDATOR, body, **kwargs)
         assert status == 401, kwargs
         assert_error(answer)
+    # Someone else's key under the validator's name: a bad signature.
+    status, answer, _ = await signed_request(
+        session, "POST", url, STRANGER, body, receiver=edge.hotkey, claimed_hotkey=VALIDATOR.ss58
+    )
+    assert status == 401
+    assert_error(answer, "bad_signature")
     for path in ("/api/v1/validator/tasks", "/api/v1/validator/weights"):
         async with session.get(edge.url + path) as response:
             assert response.status == 401

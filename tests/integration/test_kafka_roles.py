@@ -65,6 +65,7 @@ class Deployment:
             "TASKLEDGER_VALIDATOR_HOTKEYS": VALIDATOR.ss58,
             "TASKLEDGER_MINER_TIMEOUT": "30",
             "TASKLEDGER_TASK_DEADLINE": "120",
+            "TASKLEDGER_ALLOW_PRIVATE_MINERS": "on",
         }
         # Every process of one deployment signs as the same proxy: make its wallet first.
         self.proxy = Identity.load_or_create(self.data_dir / "wallets", "taskledger-proxy")

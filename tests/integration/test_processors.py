@@ -32,6 +32,7 @@ def settings_for(data_dir: Path, **changes: Any) -> Settings:
         miners_per_type={"summarization": 2, "transcription": 2, "tts": 2},
         miner_timeout_seconds=0.6,
         task_deadline_seconds=5.0,
+        allow_private_miners=True,
     )
     return replace(base, **changes)
 

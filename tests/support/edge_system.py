@@ -30,12 +30,14 @@ from bittensor.http_auth import InMemoryNonceStore
 
 from events import TASK_TYPES
 from http_edge.app import create_app
+from http_edge.connections import CappedSite, edge_runner
 from miners.btauth import AuthFailed, verify_request
 from miners.client import MinerClient, SignedResponse
 from miners.directory import MinerInfo
 from miners.identity import Identity
 from projections.audit import audit_log
 from taskledger.backends import open_event_log
+from taskledger.serving import connection_limits
 from taskledger.settings import Settings
 from taskledger.system import System, build_system
 
@@ -240,7 +242,12 @@ async def running_edge(
         port=port,
         api_keys=dict(API_KEYS),
         miners_per_type=dict.fromkeys(TASK_TYPES, miners_per_task),
-        **{"miner_timeout_seconds": 20.0, "task_deadline_seconds": 60.0, **settings},
+        **{
+            "miner_timeout_seconds": 20.0,
+            "task_deadline_seconds": 60.0,
+            "allow_private_miners": True,
+            **settings,
+        },
     )
     system = build_system(
         config, extra_miners=infos, extra_validators=[VALIDATOR.ss58], identity=PROXY
@@ -250,9 +257,10 @@ async def running_edge(
         stream_poll_seconds=0.1,
         stream_heartbeat_seconds=stream_heartbeat_seconds,
     )
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    limits = connection_limits(config)
+    runner = edge_runner(app, limits, shutdown_timeout=2.0, lingering_time=1.0)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await CappedSite(runner, limits.max_connections, sock=sock).start()
     await system.start()
     session = aiohttp.ClientSession()
     edge = Edge(f"http://127.0.0.1:{port}", system, session, test_miners, data_dir)

@@ -140,6 +140,9 @@ NEGATIVE = {
     "id3 of an unknown version": b"ID3\x05\x00\x00\x00\x00\x00\x00" + MP3_FRAME,
     "id3 with a size that is not syncsafe": b"ID3\x04\x00\x00\x00\x00\x00\x80" + MP3_FRAME,
     "png behind an id3 tag": id3v2_tag(TITLE) + b"\x89PNG\r\n\x1a\n" + bytes(100),
+    # Only one tag is followed: a chain of empty tags once recursed a level per ten bytes.
+    "id3 behind an id3 tag": id3v2_tag() * 3 + MP3_FRAME * 2,
+    "a run of empty id3 tags": id3v2_tag() * 100_000,
     # ADTS (AAC) shares the 12-bit sync but has layer 00, which MPEG audio reserves.
     "aac adts": b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(100),
     "mpeg reserved version": mpeg_frame(b"\xff\xeb\x90\x64", 417) * 2,

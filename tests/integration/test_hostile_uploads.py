@@ -1,0 +1,48 @@
+"""Hostile uploads over real HTTP: what an authenticated client can make the edge do."""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.edge_system import Edge, running_edge
+
+pytestmark = pytest.mark.slow
+
+ID3_HEADER = b"ID3\x03\0\0\0\0\0\0"
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
+    async with running_edge(tmp_path, max_upload_bytes=8 * 1024 * 1024) as running:
+        yield running
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("size", [10_000, 4 * 1024 * 1024])
+async def test_a_file_of_id3_headers_is_refused_quickly_in_little_memory(
+    edge: Edge, size: int
+) -> None:
+    # Each header announces an empty tag, so a sniffer that follows tags goes one
+    # level deeper every ten bytes: 10 KB was a RecursionError (500), 4 MiB 2 GB.
+    audio = ID3_HEADER * (size // len(ID3_HEADER))
+    form = aiohttp.FormData()
+    form.add_field("file", audio, filename="a.mp3", content_type="audio/mpeg")
+    before = _peak_rss_mib()
+    started = time.monotonic()
+    async with edge.session.post(
+        f"{edge.url}/api/v1/transcription", data=form, headers=edge.auth()
+    ) as response:
+        body = await response.json()
+    assert time.monotonic() - started < 2.0
+    assert response.status == 415, body
+    assert body["error"]["code"] == "unsupported_media_type"
+    assert _peak_rss_mib() - before < 100
