@@ -34,8 +34,8 @@ FAILURES_SHOWN: Final = 20
 CACHE_SECONDS: Final = 1.0
 
 AnchorSource = Callable[[], Awaitable[dict[str, Any]]]
-# Where the dashboard learns of anchored checkpoints: whoever publishes them sets
-# ``app[ANCHORS]`` to a function returning {"configured": bool, ...}.
+# Where the dashboard learns of signed checkpoints and their anchors (set by
+# ``admin.add_routes``; see ``http_edge.anchor_figures``).
 ANCHORS: Final[web.AppKey[AnchorSource]] = web.AppKey("anchors")
 
 

@@ -131,6 +131,7 @@ async def test_stats_and_miners_come_from_the_read_models(tmp_path: Path) -> Non
         assert stats["latency_ms"]["first_response"]["count"] == 1
         assert stats["latency_ms"]["first_response"]["p50"] >= 0
         assert stats["anchors"]["configured"] is False
+        assert stats["anchors"]["status"] == "none configured"
         assert stats["processors"]["status"] == "ok"
         status, listed = await _call(edge, "GET", "/api/v1/admin/miners")
         assert status == 200
@@ -179,3 +180,29 @@ async def test_an_upload_past_the_quota_is_refused_before_its_file_is_stored(
         assert status == 429 and body["error"]["code"] == "quota_exceeded"
         after = sorted(p.name for p in (edge.data_dir / "blobs").rglob("*") if p.is_file())
         assert after == blobs
+
+
+async def test_stats_show_signed_checkpoints_and_their_anchors(tmp_path: Path) -> None:
+    from taskledger.accountability_settings import AccountabilitySettings
+
+    anchors = tmp_path / "outside" / "anchors.jsonl"
+    accountability = AccountabilitySettings(
+        checkpoint_events=2, checkpoint_seconds=0.2, anchors=(f"file://{anchors}",)
+    )
+    async with running_edge(
+        tmp_path, admin_keys={"ops": ADMIN}, accountability=accountability
+    ) as edge:
+        for _ in range(3):
+            await edge.submit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            _, stats = await _call(edge, "GET", "/api/v1/admin/stats")
+            found = stats["anchors"]
+            if found["latest"] is not None or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert found["configured"] is True and found["sinks"] == ["file"]
+        assert found["status"] == "ok" and found["checkpoints"] >= 1
+        assert found["latest"]["position"] >= 1 and found["latest"]["log_hash"]
+        assert anchors.exists()
