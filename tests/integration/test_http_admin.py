@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support.edge_system import API_KEYS, Edge, running_edge
 
@@ -206,3 +207,26 @@ async def test_stats_show_signed_checkpoints_and_their_anchors(tmp_path: Path) -
         assert found["status"] == "ok" and found["checkpoints"] >= 1
         assert found["latest"]["position"] >= 1 and found["latest"]["log_hash"]
         assert anchors.exists()
+
+
+async def test_the_openai_endpoints_count_against_the_quota(tmp_path: Path) -> None:
+    import openai
+
+    from tests.support.edge_system import wav_bytes
+
+    async with running_edge(tmp_path, miners=("instant",), admin_keys={"ops": ADMIN}) as edge:
+        _, made = await _call(
+            edge, "POST", "/api/v1/admin/keys", json={"name": "gil", "quota_per_day": 2}
+        )
+        client = openai.AsyncOpenAI(
+            base_url=f"{edge.url}/v1", api_key=made["key"], max_retries=0, timeout=20
+        )
+        await client.audio.speech.create(model="tts-1", input="One.", voice="alloy")
+        await client.audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", wav_bytes(), "audio/wav")
+        )
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.audio.speech.create(model="tts-1", input="Three.", voice="alloy")
+        assert refused.value.code == "quota_exceeded"
+        assert (await _submit(edge, made["key"]))[1]["error"]["code"] == "quota_exceeded"
+        await client.close()
