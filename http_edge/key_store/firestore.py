@@ -8,7 +8,9 @@ transactions, so two edges charging the same key never both take its last use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -61,12 +63,28 @@ def _record(document: dict[str, Any]) -> KeyRecord:
 _ATTEMPTS = 30
 
 
+class _Turns:
+    """One transaction at a time per document within this process: requests of one edge
+    wait their turn here instead of contending with each other for Firestore's lock,
+    so a document sees at most one transaction per edge."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, path: str) -> AsyncIterator[None]:
+        # One lock per key (and per day for usage): a few bytes each, kept.
+        async with self._locks.setdefault(path, asyncio.Lock()):
+            yield
+
+
 class FirestoreKeyStore:
     def __init__(self, client: AsyncClient, *, prefix: str = "") -> None:
         self._client = client
         self.records = client.collection(f"{prefix}client_keys")
         self.usages = client.collection(f"{prefix}key_usage")
         self.rates = client.collection(f"{prefix}key_rates")
+        self._turns = _Turns()
 
     def _usage_ref(self, name: str, day: str) -> AsyncDocumentReference:
         return self.usages.document(f"{_doc_id(name)}:{day}")
@@ -128,7 +146,8 @@ class FirestoreKeyStore:
             transaction.set(reference, {"name": name, "day": day, "count": count + 1})
             return True
 
-        taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
+        async with self._turns.turn(reference.path):
+            taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
         return taken
 
     async def refund(self, name: str, day: str) -> None:
@@ -172,7 +191,8 @@ class FirestoreKeyStore:
             transaction.set(reference, {"window": window, "count": count + 1})
             return True
 
-        taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
+        async with self._turns.turn(reference.path):
+            taken: bool = await write(self._client.transaction(max_attempts=_ATTEMPTS))
         return taken
 
     async def close(self) -> None:
