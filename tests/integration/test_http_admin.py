@@ -230,3 +230,37 @@ async def test_the_openai_endpoints_count_against_the_quota(tmp_path: Path) -> N
         assert refused.value.code == "quota_exceeded"
         assert (await _submit(edge, made["key"]))[1]["error"]["code"] == "quota_exceeded"
         await client.close()
+
+
+async def test_bad_key_requests_are_clear_400s_and_create_nothing(tmp_path: Path) -> None:
+    bodies: list[Any] = [
+        [],
+        "carol",
+        {"name": 5},
+        {"name": "ok", "quota_per_day": 1.5},
+        {"name": "ok", "quota_per_day": True},
+        {"name": "ok", "rate_per_second": "2"},
+        {"name": "ok", "quota_per_day": 10**13},
+        {"name": "ok", "rate_per_second": 1e300},
+        {"name": "ok", "rate_per_second": -1},
+        {"name": "é"},
+        {"name": "x" * 65},
+    ]
+    async with running_edge(tmp_path, admin_keys={"ops": ADMIN}) as edge:
+        for body in bodies:
+            status, answer = await _call(edge, "POST", "/api/v1/admin/keys", json=body)
+            assert status == 400, (body, answer)
+            assert answer["error"]["code"] in ("invalid_request", "invalid_json"), answer
+        raws = ((b"{not json", "application/json"), (b"null", "application/json"))
+        for raw, content_type in (*raws, (b"\xff\xfe", "text/plain")):
+            async with edge.session.post(
+                f"{edge.url}/api/v1/admin/keys",
+                data=raw,
+                headers={**ADMIN_AUTH, "Content-Type": content_type},
+            ) as response:
+                assert response.status in (400, 415), await response.text()
+        status, listed = await _call(edge, "GET", "/api/v1/admin/keys")
+        assert {entry["name"] for entry in listed["keys"]} == {"alice", "bob"}
+        for name in ("%2F..%2Fx", "a%00b", "x" * 300):
+            status, answer = await _call(edge, "DELETE", f"/api/v1/admin/keys/{name}")
+            assert status == 404, (name, answer)
