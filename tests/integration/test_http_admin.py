@@ -264,3 +264,42 @@ async def test_bad_key_requests_are_clear_400s_and_create_nothing(tmp_path: Path
         for name in ("%2F..%2Fx", "a%00b", "x" * 300):
             status, answer = await _call(edge, "DELETE", f"/api/v1/admin/keys/{name}")
             assert status == 404, (name, answer)
+
+
+@pytest.mark.firestore
+async def test_stats_miners_and_keys_on_firestore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    emulator = request.getfixturevalue("firestore_emulator")
+    project = "taskledger-admin"
+    emulator.reset(project)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+    async with running_edge(
+        tmp_path,
+        miners=("instant",),
+        admin_keys={"ops": ADMIN},
+        read_models=f"firestore://{project}",
+    ) as edge:
+        _, made = await _call(
+            edge, "POST", "/api/v1/admin/keys", json={"name": "hal", "quota_per_day": 1}
+        )
+        status, hals = await _submit(edge, made["key"])
+        assert status == 202
+        assert (await _submit(edge, made["key"]))[1]["error"]["code"] == "quota_exceeded"
+        task_id = (await edge.submit())["task_id"]
+        await edge.wait_for(task_id, "DONE")
+        async with asyncio.timeout(10):
+            while (state := await edge.system.store.get_task(hals["task_id"])) is None or (
+                state.status != "DONE"
+            ):
+                await asyncio.sleep(0.05)
+        await edge.evaluate(task_id, {edge.miners[0].identity.ss58: 0.5})
+        await edge.wait_for(task_id, "APPROVED")
+        await asyncio.sleep(1.1)
+        _, stats = await _call(edge, "GET", "/api/v1/admin/stats")
+        assert stats["tasks_by_status"]["APPROVED"] == 1
+        assert stats["latency_ms"]["approved"]["count"] == 1
+        _, listed = await _call(edge, "GET", "/api/v1/admin/miners")
+        assert [m["responded"] for m in listed["miners"]] == [2]
+        _, keys = await _call(edge, "GET", "/api/v1/admin/keys")
+        assert {e["name"]: e["used_today"] for e in keys["keys"]}["hal"] == 1
