@@ -7,6 +7,7 @@ from typing import Any, Final
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
+from http_edge.anchor_figures import LogAnchors
 from http_edge.auth import ClientKeys
 from http_edge.bodies import parse_model, read_json_body
 from http_edge.errors import ApiError
@@ -108,6 +109,8 @@ def add_routes(app: web.Application) -> None:
     context = app[CONTEXT]
     app[ADMIN_KEYS] = ClientKeys(context.admin_keys)
     app[admin_stats.STATS_CACHE] = admin_stats.StatsCache()
+    anchors: admin_stats.AnchorSource = LogAnchors(context.log, context.anchor_sinks)
+    app[admin_stats.ANCHORS] = anchors
     add = app.router
     add.add_post("/api/v1/admin/keys", create)
     add.add_get("/api/v1/admin/keys", listing)

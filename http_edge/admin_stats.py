@@ -29,13 +29,16 @@ from http_edge.keys import context_of
 from projections.miner_stats import MinerStats, normalised_weights
 
 WINDOW: Final = timedelta(minutes=15)
-SAMPLE: Final = 500
+SAMPLE: Final = 200
 FAILURES_SHOWN: Final = 20
 CACHE_SECONDS: Final = 1.0
+# However many tasks the read models hold, reading the figures takes at most this share
+# of the edge's time: a read that took d seconds is kept for d / COST_SHARE at least.
+COST_SHARE: Final = 0.05
 
 AnchorSource = Callable[[], Awaitable[dict[str, Any]]]
-# Where the dashboard learns of anchored checkpoints: whoever publishes them sets
-# ``app[ANCHORS]`` to a function returning {"configured": bool, ...}.
+# Where the dashboard learns of signed checkpoints and their anchors (set by
+# ``admin.add_routes``; see ``http_edge.anchor_figures``).
 ANCHORS: Final[web.AppKey[AnchorSource]] = web.AppKey("anchors")
 
 
@@ -44,6 +47,7 @@ class StatsCache:
 
     def __init__(self) -> None:
         self.made = -math.inf
+        self.keep = CACHE_SECONDS
         self.document: dict[str, Any] = {}
 
 
@@ -70,8 +74,10 @@ def _summary(values: Iterable[float | None]) -> dict[str, Any]:
     return {"p50": percentile(known, 0.5), "p99": percentile(known, 0.99), "count": len(known)}
 
 
-def _minute(moment: datetime) -> str:
-    return format_time(moment.replace(second=0, microsecond=0))
+def _minute(moment: datetime, since: datetime) -> int:
+    """Which of the window's 15 minutes (0 the oldest) ``moment`` falls in; -1 before it."""
+    offset = (moment - since).total_seconds()
+    return min(14, int(offset // 60)) if offset >= 0 else -1
 
 
 def _reason(state: TaskState) -> str:
@@ -82,15 +88,14 @@ def _reason(state: TaskState) -> str:
 def figures(now: datetime, recent: dict[str, list[TaskState]], sampled: bool) -> dict[str, Any]:
     """The window's throughput, latencies and failures from the recent tasks of each status."""
     since = now - WINDOW
-    minutes = [_minute(since + timedelta(minutes=n + 1)) for n in range(15)]
-    created: Counter[str] = Counter()
-    finished: dict[str, Counter[str]] = {"APPROVED": Counter(), "FAILED": Counter()}
+    created: Counter[int] = Counter()
+    finished: dict[str, Counter[int]] = {"APPROVED": Counter(), "FAILED": Counter()}
     for status, states in recent.items():
         for state in states:
-            if state.created_at is not None and state.created_at >= since:
-                created[_minute(state.created_at)] += 1
+            if state.created_at is not None:
+                created[_minute(state.created_at, since)] += 1
             if status in finished and state.updated_at is not None:
-                finished[status][_minute(state.updated_at)] += 1
+                finished[status][_minute(state.updated_at, since)] += 1
     approved = recent.get("APPROVED", [])
     answered = [state for states in recent.values() for state in states if state.first_response]
     failed = recent.get("FAILED", [])
@@ -98,12 +103,12 @@ def figures(now: datetime, recent: dict[str, list[TaskState]], sampled: bool) ->
         "throughput": {
             "per_minute": [
                 {
-                    "minute": minute,
+                    "minute": format_time(since + timedelta(minutes=minute)),
                     "created": created[minute],
                     "approved": finished["APPROVED"][minute],
                     "failed": finished["FAILED"][minute],
                 }
-                for minute in minutes
+                for minute in range(15)
             ],
             "approved_per_second": _rate(approved, now),
         },
@@ -184,9 +189,11 @@ async def collect(app: web.Application, context: EdgeContext) -> dict[str, Any]:
 async def stats(request: web.Request) -> web.Response:
     authenticate_admin(request)
     cache = request.app[STATS_CACHE]
-    if cache.made < time.monotonic() - CACHE_SECONDS:
+    if cache.made < time.monotonic() - cache.keep:
+        started = time.monotonic()
         cache.document = await collect(request.app, context_of(request))
         cache.made = time.monotonic()
+        cache.keep = max(CACHE_SECONDS, (cache.made - started) / COST_SHARE)
     return web.json_response(cache.document, headers={"Cache-Control": "no-store"})
 
 

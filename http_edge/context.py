@@ -75,3 +75,5 @@ class EdgeContext:
     # rather than ``api_keys``; operators by ``admin_keys`` (name -> admin key).
     client_keys: KeyRegistry | None = None
     admin_keys: dict[str, str] = field(default_factory=dict)
+    # Where signed checkpoints are anchored (TASKLEDGER_ANCHORS), shown on the dashboard.
+    anchor_sinks: tuple[str, ...] = ()

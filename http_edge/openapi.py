@@ -67,7 +67,7 @@ _ERRORS: Final = {
     409: "Not allowed in the task's current state.",
     413: "Too large.",
     415: "Unsupported media type.",
-    429: "Rate limited; see Retry-After.",
+    429: "Rate limited, or past the key's daily quota (quota_exceeded); see Retry-After.",
     503: "Not ready.",
 }
 

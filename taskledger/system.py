@@ -174,6 +174,7 @@ class System:
             openai_timeout_seconds=self.settings.openai_timeout_seconds,
             client_keys=self.keys,
             admin_keys=dict(self.settings.admin_keys),
+            anchor_sinks=tuple(self.settings.accountability.anchors),
         )
 
     async def processor_figures(self) -> dict[str, Any]:

@@ -99,10 +99,12 @@ function drawFacts(stats) {
   $("restarts").textContent = total ? JSON.stringify(restarts) : "none";
   $("miners-healthy").textContent = `${stats.miners.healthy} of ${stats.miners.known}`;
   const anchors = stats.anchors || {};
+  const latest = anchors.latest
+    ? ` — ${anchors.checkpoints} checkpoints signed, latest at position ${anchors.latest.position}, ${anchors.latest.at}`
+    : "";
   $("anchors").textContent = anchors.configured
-    ? (anchors.latest ? `${anchors.status || "ok"}: position ${anchors.latest.position} at ${anchors.latest.at}`
-                      : anchors.status || "configured")
-    : "none configured";
+    ? `${(anchors.sinks || []).join(", ")}: ${anchors.status}${latest}`
+    : `none configured${latest}`;
   const list = $("failures");
   list.replaceChildren();
   if (!stats.failures.length) list.append(el("li", "none in the last 15 minutes", "muted"));

@@ -92,7 +92,7 @@ async def test_the_dashboard_follows_the_system_live_and_refuses_a_client_key(
         )
         await expect(responded).to_have_text("4", timeout=10_000)
         await expect(page.locator("#latency-1-p50")).not_to_have_text("—")
-        await expect(page.locator("#anchors")).to_have_text("none configured")
+        await expect(page.locator("#anchors")).to_contain_text("none configured")
         assert await page.evaluate("window.__notReloaded") is True
         # The key was asked once: a new page in the same tab session needs no login.
         await page.reload()

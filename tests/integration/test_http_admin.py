@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support.edge_system import API_KEYS, Edge, running_edge
 
@@ -131,6 +132,7 @@ async def test_stats_and_miners_come_from_the_read_models(tmp_path: Path) -> Non
         assert stats["latency_ms"]["first_response"]["count"] == 1
         assert stats["latency_ms"]["first_response"]["p50"] >= 0
         assert stats["anchors"]["configured"] is False
+        assert stats["anchors"]["status"] == "none configured"
         assert stats["processors"]["status"] == "ok"
         status, listed = await _call(edge, "GET", "/api/v1/admin/miners")
         assert status == 200
@@ -179,3 +181,125 @@ async def test_an_upload_past_the_quota_is_refused_before_its_file_is_stored(
         assert status == 429 and body["error"]["code"] == "quota_exceeded"
         after = sorted(p.name for p in (edge.data_dir / "blobs").rglob("*") if p.is_file())
         assert after == blobs
+
+
+async def test_stats_show_signed_checkpoints_and_their_anchors(tmp_path: Path) -> None:
+    from taskledger.accountability_settings import AccountabilitySettings
+
+    anchors = tmp_path / "outside" / "anchors.jsonl"
+    accountability = AccountabilitySettings(
+        checkpoint_events=2, checkpoint_seconds=0.2, anchors=(f"file://{anchors}",)
+    )
+    async with running_edge(
+        tmp_path, admin_keys={"ops": ADMIN}, accountability=accountability
+    ) as edge:
+        for _ in range(3):
+            await edge.submit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
+            _, stats = await _call(edge, "GET", "/api/v1/admin/stats")
+            found = stats["anchors"]
+            if found["latest"] is not None or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        assert found["configured"] is True and found["sinks"] == ["file"]
+        assert found["status"] == "ok" and found["checkpoints"] >= 1
+        assert found["latest"]["position"] >= 1 and found["latest"]["log_hash"]
+        assert anchors.exists()
+
+
+async def test_the_openai_endpoints_count_against_the_quota(tmp_path: Path) -> None:
+    import openai
+
+    from tests.support.edge_system import wav_bytes
+
+    async with running_edge(tmp_path, miners=("instant",), admin_keys={"ops": ADMIN}) as edge:
+        _, made = await _call(
+            edge, "POST", "/api/v1/admin/keys", json={"name": "gil", "quota_per_day": 2}
+        )
+        client = openai.AsyncOpenAI(
+            base_url=f"{edge.url}/v1", api_key=made["key"], max_retries=0, timeout=20
+        )
+        await client.audio.speech.create(model="tts-1", input="One.", voice="alloy")
+        await client.audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", wav_bytes(), "audio/wav")
+        )
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.audio.speech.create(model="tts-1", input="Three.", voice="alloy")
+        assert refused.value.code == "quota_exceeded"
+        assert (await _submit(edge, made["key"]))[1]["error"]["code"] == "quota_exceeded"
+        await client.close()
+
+
+async def test_bad_key_requests_are_clear_400s_and_create_nothing(tmp_path: Path) -> None:
+    bodies: list[Any] = [
+        [],
+        "carol",
+        {"name": 5},
+        {"name": "ok", "quota_per_day": 1.5},
+        {"name": "ok", "quota_per_day": True},
+        {"name": "ok", "rate_per_second": "2"},
+        {"name": "ok", "quota_per_day": 10**13},
+        {"name": "ok", "rate_per_second": 1e300},
+        {"name": "ok", "rate_per_second": -1},
+        {"name": "é"},
+        {"name": "x" * 65},
+    ]
+    async with running_edge(tmp_path, admin_keys={"ops": ADMIN}) as edge:
+        for body in bodies:
+            status, answer = await _call(edge, "POST", "/api/v1/admin/keys", json=body)
+            assert status == 400, (body, answer)
+            assert answer["error"]["code"] in ("invalid_request", "invalid_json"), answer
+        raws = ((b"{not json", "application/json"), (b"null", "application/json"))
+        for raw, content_type in (*raws, (b"\xff\xfe", "text/plain")):
+            async with edge.session.post(
+                f"{edge.url}/api/v1/admin/keys",
+                data=raw,
+                headers={**ADMIN_AUTH, "Content-Type": content_type},
+            ) as response:
+                assert response.status in (400, 415), await response.text()
+        status, listed = await _call(edge, "GET", "/api/v1/admin/keys")
+        assert {entry["name"] for entry in listed["keys"]} == {"alice", "bob"}
+        for name in ("%2F..%2Fx", "a%00b", "x" * 300):
+            status, answer = await _call(edge, "DELETE", f"/api/v1/admin/keys/{name}")
+            assert status == 404, (name, answer)
+
+
+@pytest.mark.firestore
+async def test_stats_miners_and_keys_on_firestore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    emulator = request.getfixturevalue("firestore_emulator")
+    project = "taskledger-admin"
+    emulator.reset(project)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+    async with running_edge(
+        tmp_path,
+        miners=("instant",),
+        admin_keys={"ops": ADMIN},
+        read_models=f"firestore://{project}",
+    ) as edge:
+        _, made = await _call(
+            edge, "POST", "/api/v1/admin/keys", json={"name": "hal", "quota_per_day": 1}
+        )
+        status, hals = await _submit(edge, made["key"])
+        assert status == 202
+        assert (await _submit(edge, made["key"]))[1]["error"]["code"] == "quota_exceeded"
+        task_id = (await edge.submit())["task_id"]
+        await edge.wait_for(task_id, "DONE")
+        async with asyncio.timeout(10):
+            while (state := await edge.system.store.get_task(hals["task_id"])) is None or (
+                state.status != "DONE"
+            ):
+                await asyncio.sleep(0.05)
+        await edge.evaluate(task_id, {edge.miners[0].identity.ss58: 0.5})
+        await edge.wait_for(task_id, "APPROVED")
+        await asyncio.sleep(1.1)
+        _, stats = await _call(edge, "GET", "/api/v1/admin/stats")
+        assert stats["tasks_by_status"]["APPROVED"] == 1
+        assert stats["latency_ms"]["approved"]["count"] == 1
+        _, listed = await _call(edge, "GET", "/api/v1/admin/miners")
+        assert [m["responded"] for m in listed["miners"]] == [2]
+        _, keys = await _call(edge, "GET", "/api/v1/admin/keys")
+        assert {e["name"]: e["used_today"] for e in keys["keys"]}["hal"] == 1

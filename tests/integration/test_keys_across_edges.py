@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -24,15 +24,19 @@ import pytest
 from taskledger.dev import free_port
 from tests.support.dev_process import wait_healthy
 
+if TYPE_CHECKING:
+    from tests.support.firestore_emulator import FirestoreEmulator
+
 pytestmark = pytest.mark.slow
 
 ADMIN = "edges-admin-key-0123456789"
 ENV_KEY = "edges-env-client-key-0123456789"
 PROPAGATION_SECONDS = 5.0
+FIRESTORE_PROJECT = "taskledger-edges"
 
 
 class Edges:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **extra_env: str) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.env = {
@@ -40,16 +44,20 @@ class Edges:
             "TASKLEDGER_DATA_DIR": str(self.data_dir),
             "TASKLEDGER_API_KEYS": f"env={ENV_KEY}",
             "TASKLEDGER_ADMIN_KEYS": f"ops={ADMIN}",
+            **extra_env,
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
 
-    def start(self, role: str) -> str:
+    def start(self, role: str, data_dir: Path | None = None) -> str:
         port = free_port()
         name = f"{role}-{len(self.processes)}"
+        env = dict(self.env)
+        if data_dir is not None:
+            env["TASKLEDGER_DATA_DIR"] = str(data_dir)
         process = subprocess.Popen(
             [sys.executable, "-m", "taskledger.cli", "serve", "--role", role, "--port", str(port)],
-            env=self.env,
+            env=env,
             stdout=(self.root / f"{name}.out").open("wb"),
             stderr=(self.root / f"{name}.err").open("wb"),
             start_new_session=True,
@@ -95,7 +103,9 @@ def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edges]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
+    # A new connection per request: the edges close idle kept-alive ones, and a request
+    # racing that close would fail for a reason that is not the test's.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as client:
         yield client
 
 
@@ -188,3 +198,34 @@ async def test_the_command_line_manages_keys_on_the_data_dir_and_through_a_proxy
     await _until(session, second, made["key"], 401)
     code, listed = edges.cli("list")
     assert code == 0 and {e["name"]: e for e in listed["keys"]}["cli1"]["revoked"] is True
+
+
+@pytest.mark.firestore
+async def test_on_firestore_keys_and_quotas_reach_edges_that_share_nothing_else(
+    tmp_path: Path, firestore_emulator: FirestoreEmulator, session: aiohttp.ClientSession
+) -> None:
+    """Two edges with data directories of their own (as on two machines), one Firestore."""
+    firestore_emulator.reset(FIRESTORE_PROJECT)
+    deployment = Edges(
+        tmp_path,
+        TASKLEDGER_READ_MODELS=f"firestore://{FIRESTORE_PROJECT}",
+        FIRESTORE_EMULATOR_HOST=firestore_emulator.host,
+    )
+    try:
+        first = deployment.start("edge", tmp_path / "machine-1")
+        second = deployment.start("edge", tmp_path / "machine-2")
+        status, made = await _admin(
+            session, "POST", f"{first}/api/v1/admin/keys", json={"name": "fs", "quota_per_day": 3}
+        )
+        assert status == 201, made
+        await _until(session, second, made["key"], 202)
+        answers = await asyncio.gather(
+            *(_submit(session, url, made["key"]) for url in (first, second) for _ in range(2))
+        )
+        assert sorted(status for status, _ in answers) == [202, 202, 429, 429], answers
+        status, _ = await _admin(session, "DELETE", f"{second}/api/v1/admin/keys/fs")
+        assert status == 200
+        await _until(session, first, made["key"], 401)
+        assert (await _submit(session, first, ENV_KEY))[0] == 202
+    finally:
+        deployment.stop()
