@@ -41,19 +41,58 @@ _LAST_RECHECK: Final = 8.0
 _POSITIONING_SECONDS: Final = 5.0
 
 
+class _Waiter:
+    """One held request's place in the status feed: the newest change, and a future to wake.
+
+    Lighter than a queue (no waiters' deques, no task per wait): a held request is a
+    parked coroutine, this, and a timer.
+    """
+
+    __slots__ = ("change", "woken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.change: Any = None
+        self.woken: asyncio.Future[None] = loop.create_future()
+
+    def put_nowait(self, change: Any, /) -> None:
+        """Called by the feed (or with None at shutdown); an older change than the one
+        kept is dropped."""
+        if change is None:
+            self.change = _RELEASED
+        elif self.change is None or (
+            self.change is not _RELEASED and _version(change) > _version(self.change)
+        ):
+            self.change = change
+        if not self.woken.done():
+            self.woken.set_result(None)
+
+    def take(self) -> Any:
+        change, self.change = self.change, None
+        if self.woken.done():
+            self.woken = self.woken.get_loop().create_future()
+        return change
+
+
+_RELEASED: Final = object()
+
+
+def _version(change: TaskState | dict[str, Any]) -> int:
+    return int(change["version"] if isinstance(change, dict) else change.version)
+
+
 @dataclass
 class Holds:
     """This process's held requests: how many, and a way to release them all at shutdown."""
 
-    queues: set[asyncio.Queue[Any]] = field(default_factory=set)
+    waiters: set[_Waiter] = field(default_factory=set)
 
     @property
     def held(self) -> int:
-        return len(self.queues)
+        return len(self.waiters)
 
     def release_all(self) -> None:
-        for queue in self.queues:
-            queue.put_nowait(None)
+        for waiter in self.waiters:
+            waiter.put_nowait(None)
 
 
 HOLDS: Final = web.AppKey("holds", Holds)
@@ -97,6 +136,22 @@ async def _reread(context: EdgeContext, task_id: str, known: dict[str, Any]) -> 
     return document if document["version"] > known["version"] else known
 
 
+async def _woken(waiter: _Waiter, timeout: float) -> Any:
+    """The newest change the feed delivered within ``timeout``, or None."""
+    if waiter.change is None:
+        timer = asyncio.get_running_loop().call_later(timeout, _wake_empty, waiter.woken)
+        try:
+            await waiter.woken
+        finally:
+            timer.cancel()
+    return waiter.take()
+
+
+def _wake_empty(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 async def watch(
     context: EdgeContext, holds: Holds, task_id: str, until: str, seconds: float
 ) -> dict[str, Any] | None:
@@ -105,8 +160,10 @@ async def watch(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     feed = context.broadcaster
-    queue: asyncio.Queue[Any] = feed.listen(task_id) if feed is not None else asyncio.Queue()
-    holds.queues.add(queue)
+    waiter = _Waiter(loop)
+    if feed is not None:
+        feed.attach(task_id, waiter)
+    holds.waiters.add(waiter)
     try:
         positioned = getattr(feed, "positioned", None)
         if isinstance(positioned, asyncio.Event) and not positioned.is_set():
@@ -123,22 +180,21 @@ async def watch(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            try:
-                change = await asyncio.wait_for(queue.get(), min(remaining, recheck))
-            except TimeoutError:
+            change = await _woken(waiter, min(remaining, recheck))
+            if change is _RELEASED:
+                return None  # shutting down
+            if change is None:
                 document = await _reread(context, task_id, document)
                 recheck = min(recheck * 2, _LAST_RECHECK)
                 continue
-            if change is None:
-                return None  # shutting down
             candidate = _document(change)
             if candidate["version"] > document["version"]:
                 document = candidate
         return document
     finally:
-        holds.queues.discard(queue)
+        holds.waiters.discard(waiter)
         if feed is not None:
-            feed.forget(task_id, queue)
+            feed.detach(task_id, waiter)
 
 
 def _task_id_of(response: web.StreamResponse) -> str | None:
