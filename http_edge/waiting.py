@@ -35,6 +35,7 @@ from projections import status_document
 MAX_WAIT_SECONDS: Final = 60.0
 UNTIL: Final = ("first_response", "approved")
 INTAKE_PATHS: Final = frozenset({"/api/v1/transcription", "/api/v1/tts", "/api/v1/summarization"})
+_KEPT_HEADERS: Final = ("Location", "Idempotent-Replayed")
 _FIRST_RECHECK: Final = 0.5
 _LAST_RECHECK: Final = 8.0
 # How long a held request waits for an idle Kafka status feed to find the topic's end.
@@ -175,6 +176,7 @@ async def watch(
         if state is None:
             return None
         document = status_document(state)
+        del state  # a held request keeps only what it answers with
         recheck = _FIRST_RECHECK
         while not reached(document, until):
             remaining = deadline - loop.time()
@@ -223,14 +225,15 @@ async def hold_intakes(request: web.Request, handler: Handler) -> web.StreamResp
     task_id = _task_id_of(response)
     if response.status != 202 or seconds <= 0 or task_id is None:
         return response
+    # Held, a request keeps only the 202's body and headers, not the response object.
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return response
+    headers = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+    del response
     document = await watch(context_of(request), request.app[HOLDS], task_id, until, seconds)
     if document is None:
-        return response
-    headers = {
-        name: value
-        for name, value in response.headers.items()
-        if name in ("Location", "Idempotent-Replayed")
-    }
+        return web.Response(body=body, status=202, content_type="application/json", headers=headers)
     return web.json_response(document, status=200, headers=headers)
 
 
