@@ -52,6 +52,7 @@ def test_the_answers_first_section_works_as_written(tmp_path: Path) -> None:
     }
     try:
         wait_healthy(base)
+        env["OPENAI_API_KEY"] = (tmp_path / ".taskledger" / "api-key").read_text().strip()
         (tmp_path / "speech.wav").write_bytes(synthesize("hello world this is a test"))
         (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])
 
