@@ -86,12 +86,15 @@ class Holds:
     """This process's held requests: how many, and a way to release them all at shutdown."""
 
     waiters: set[_Waiter] = field(default_factory=set)
+    closing: bool = False
 
     @property
     def held(self) -> int:
         return len(self.waiters)
 
     def release_all(self) -> None:
+        """At shutdown: every held request answers now, and none is held from here on."""
+        self.closing = True
         for waiter in self.waiters:
             waiter.put_nowait(None)
 
@@ -158,6 +161,8 @@ async def watch(
 ) -> dict[str, Any] | None:
     """The task's status document once it reached ``until`` (or a terminal status),
     or None if ``seconds`` passed first (or the server is shutting down)."""
+    if holds.closing:
+        return None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     feed = context.broadcaster
