@@ -141,10 +141,16 @@ async def test_submit_transcription_on_a_terminal_shows_a_live_display(tmp_path:
         os.close(follower)
         # Read as it is written: a full terminal buffer would block the display.
         reading = asyncio.create_task(asyncio.to_thread(read_all, leader))
-        await evaluate_when_done(edge, 0.9)
-        await asyncio.wait_for(process.wait(), 30)
-        output = await asyncio.wait_for(reading, 10)
-        os.close(leader)
+        try:
+            await evaluate_when_done(edge, 0.9)
+            await asyncio.wait_for(process.wait(), 30)
+            output = await asyncio.wait_for(reading, 10)
+        finally:
+            if process.returncode is None:
+                process.kill()  # the reader then sees the terminal close
+                await process.wait()
+            await asyncio.wait_for(reading, 10)
+            os.close(leader)
         assert process.returncode == 0
         text = output.decode(errors="replace")
         assert "\x1b[" in text  # the live display draws with control codes
