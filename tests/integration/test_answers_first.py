@@ -32,7 +32,9 @@ async def provisional(edge: Edge, task_id: str) -> aiohttp.ClientResponse:
     return response
 
 
-async def until_first_response(edge: Edge, task_id: str) -> list[dict[str, Any]]:
+async def until_first_response(
+    edge: Edge, task_id: str, opened: asyncio.Event
+) -> list[dict[str, Any]]:
     """The status documents the SSE stream sends, up to the first with a first response."""
     documents: list[dict[str, Any]] = []
     async with edge.session.get(
@@ -41,6 +43,7 @@ async def until_first_response(edge: Edge, task_id: str) -> list[dict[str, Any]]
         async for raw in response.content:
             if raw.startswith(b"data: "):
                 documents.append(orjson.loads(raw[6:]))
+                opened.set()
                 if documents[-1]["first_response"] is not None:
                     break
     return documents
@@ -57,8 +60,9 @@ async def test_first_response_streams_and_is_the_provisional_result_until_approv
     assert early.status == 409
     assert (await early.json())["error"]["code"] == "result_unavailable"
 
-    reader = asyncio.create_task(until_first_response(edge, task_id))
-    await asyncio.sleep(0.2)
+    opened = asyncio.Event()
+    reader = asyncio.create_task(until_first_response(edge, task_id, opened))
+    await asyncio.wait_for(opened.wait(), 10)
     assert (await edge.answer(second, task_id, {"summary": "fast and first"})).status == 200
     documents = await asyncio.wait_for(reader, 10)
     assert len(documents) >= 2 and documents[0]["first_response"] is None
