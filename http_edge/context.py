@@ -20,6 +20,7 @@ from processors.evaluation import Evaluations
 from processors.intake import Intake
 from processors.pool import MinerPool
 from processors.selection import MinerSelector
+from processors.status_sink import StatusSink
 from projections.store import ReadModelStore
 
 
@@ -29,6 +30,10 @@ class StatusChanges(Protocol):
     def listen(self, task_id: str) -> asyncio.Queue[Any]: ...
 
     def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None: ...
+
+    def attach(self, task_id: str, sink: StatusSink) -> None: ...
+
+    def detach(self, task_id: str, sink: StatusSink) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

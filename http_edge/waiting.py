@@ -35,25 +35,68 @@ from projections import status_document
 MAX_WAIT_SECONDS: Final = 60.0
 UNTIL: Final = ("first_response", "approved")
 INTAKE_PATHS: Final = frozenset({"/api/v1/transcription", "/api/v1/tts", "/api/v1/summarization"})
+_KEPT_HEADERS: Final = ("Location", "Idempotent-Replayed")
 _FIRST_RECHECK: Final = 0.5
 _LAST_RECHECK: Final = 8.0
 # How long a held request waits for an idle Kafka status feed to find the topic's end.
 _POSITIONING_SECONDS: Final = 5.0
 
 
+class _Waiter:
+    """One held request's place in the status feed: the newest change, and a future to wake.
+
+    Lighter than a queue (no waiters' deques, no task per wait): a held request is a
+    parked coroutine, this, and a timer.
+    """
+
+    __slots__ = ("change", "woken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.change: Any = None
+        self.woken: asyncio.Future[None] = loop.create_future()
+
+    def put_nowait(self, change: Any, /) -> None:
+        """Called by the feed (or with None at shutdown); an older change than the one
+        kept is dropped."""
+        if change is None:
+            self.change = _RELEASED
+        elif self.change is None or (
+            self.change is not _RELEASED and _version(change) > _version(self.change)
+        ):
+            self.change = change
+        if not self.woken.done():
+            self.woken.set_result(None)
+
+    def take(self) -> Any:
+        change, self.change = self.change, None
+        if self.woken.done():
+            self.woken = self.woken.get_loop().create_future()
+        return change
+
+
+_RELEASED: Final = object()
+
+
+def _version(change: TaskState | dict[str, Any]) -> int:
+    return int(change["version"] if isinstance(change, dict) else change.version)
+
+
 @dataclass
 class Holds:
     """This process's held requests: how many, and a way to release them all at shutdown."""
 
-    queues: set[asyncio.Queue[Any]] = field(default_factory=set)
+    waiters: set[_Waiter] = field(default_factory=set)
+    closing: bool = False
 
     @property
     def held(self) -> int:
-        return len(self.queues)
+        return len(self.waiters)
 
     def release_all(self) -> None:
-        for queue in self.queues:
-            queue.put_nowait(None)
+        """At shutdown: every held request answers now, and none is held from here on."""
+        self.closing = True
+        for waiter in self.waiters:
+            waiter.put_nowait(None)
 
 
 HOLDS: Final = web.AppKey("holds", Holds)
@@ -97,16 +140,36 @@ async def _reread(context: EdgeContext, task_id: str, known: dict[str, Any]) -> 
     return document if document["version"] > known["version"] else known
 
 
+async def _woken(waiter: _Waiter, timeout: float) -> Any:
+    """The newest change the feed delivered within ``timeout``, or None."""
+    if waiter.change is None:
+        timer = asyncio.get_running_loop().call_later(timeout, _wake_empty, waiter.woken)
+        try:
+            await waiter.woken
+        finally:
+            timer.cancel()
+    return waiter.take()
+
+
+def _wake_empty(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 async def watch(
     context: EdgeContext, holds: Holds, task_id: str, until: str, seconds: float
 ) -> dict[str, Any] | None:
     """The task's status document once it reached ``until`` (or a terminal status),
     or None if ``seconds`` passed first (or the server is shutting down)."""
+    if holds.closing:
+        return None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     feed = context.broadcaster
-    queue: asyncio.Queue[Any] = feed.listen(task_id) if feed is not None else asyncio.Queue()
-    holds.queues.add(queue)
+    waiter = _Waiter(loop)
+    if feed is not None:
+        feed.attach(task_id, waiter)
+    holds.waiters.add(waiter)
     try:
         positioned = getattr(feed, "positioned", None)
         if isinstance(positioned, asyncio.Event) and not positioned.is_set():
@@ -118,27 +181,27 @@ async def watch(
         if state is None:
             return None
         document = status_document(state)
+        del state  # a held request keeps only what it answers with
         recheck = _FIRST_RECHECK
         while not reached(document, until):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            try:
-                change = await asyncio.wait_for(queue.get(), min(remaining, recheck))
-            except TimeoutError:
+            change = await _woken(waiter, min(remaining, recheck))
+            if change is _RELEASED:
+                return None  # shutting down
+            if change is None:
                 document = await _reread(context, task_id, document)
                 recheck = min(recheck * 2, _LAST_RECHECK)
                 continue
-            if change is None:
-                return None  # shutting down
             candidate = _document(change)
             if candidate["version"] > document["version"]:
                 document = candidate
         return document
     finally:
-        holds.queues.discard(queue)
+        holds.waiters.discard(waiter)
         if feed is not None:
-            feed.forget(task_id, queue)
+            feed.detach(task_id, waiter)
 
 
 def _task_id_of(response: web.StreamResponse) -> str | None:
@@ -167,14 +230,15 @@ async def hold_intakes(request: web.Request, handler: Handler) -> web.StreamResp
     task_id = _task_id_of(response)
     if response.status != 202 or seconds <= 0 or task_id is None:
         return response
+    # Held, a request keeps only the 202's body and headers, not the response object.
+    body = response.body if isinstance(response, web.Response) else None
+    if not isinstance(body, bytes):
+        return response
+    headers = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+    del response
     document = await watch(context_of(request), request.app[HOLDS], task_id, until, seconds)
     if document is None:
-        return response
-    headers = {
-        name: value
-        for name, value in response.headers.items()
-        if name in ("Location", "Idempotent-Replayed")
-    }
+        return web.Response(body=body, status=202, content_type="application/json", headers=headers)
     return web.json_response(document, status=200, headers=headers)
 
 

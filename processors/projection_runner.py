@@ -15,6 +15,7 @@ from pathlib import Path
 from aggregates import TaskState
 from events import EventLog
 from events.sqlite_log import SqliteEventLog
+from processors.status_sink import StatusSink
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 
@@ -23,17 +24,23 @@ class StatusBroadcaster:
     """In-process fan-out of task changes, for status streams in the same process."""
 
     def __init__(self) -> None:
-        self._listeners: dict[str, set[asyncio.Queue[TaskState]]] = defaultdict(set)
+        self._listeners: dict[str, set[StatusSink]] = defaultdict(set)
 
     def listen(self, task_id: str) -> asyncio.Queue[TaskState]:
         queue: asyncio.Queue[TaskState] = asyncio.Queue()
-        self._listeners[task_id].add(queue)
+        self.attach(task_id, queue)
         return queue
 
     def forget(self, task_id: str, queue: asyncio.Queue[TaskState]) -> None:
+        self.detach(task_id, queue)
+
+    def attach(self, task_id: str, sink: StatusSink) -> None:
+        self._listeners[task_id].add(sink)
+
+    def detach(self, task_id: str, sink: StatusSink) -> None:
         listeners = self._listeners.get(task_id)
         if listeners is not None:
-            listeners.discard(queue)
+            listeners.discard(sink)
             if not listeners:
                 del self._listeners[task_id]
 

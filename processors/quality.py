@@ -84,9 +84,10 @@ def pick(
     new = [c for c in candidates if c.new]
     if new and rng.random() < policy.explore_share:
         chosen.append(rng.choice(new).hotkey)
-    ranked = sorted(
-        (c for c in candidates if c.hotkey not in chosen), key=lambda c: (-c.score, c.hotkey)
-    )
+    # Shuffled first, so that miners of equal score share the top places in turn.
+    others = [c for c in candidates if c.hotkey not in chosen]
+    rng.shuffle(others)
+    ranked = sorted(others, key=lambda c: -c.score)
     top = ranked[: max(count, math.ceil(len(candidates) * policy.top_share))]
     while len(chosen) < count and top:
         weights = [max(c.score, 1e-9) for c in top]

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from events.kafka_log import KafkaEventLog
+from processors.status_sink import StatusSink
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 class StatusTopicFeed:
     def __init__(self, log: KafkaEventLog) -> None:
         self.log = log
-        self._listeners: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+        self._listeners: dict[str, set[StatusSink]] = defaultdict(set)
         self._consumer: Any = None
         self._partitions: list[TopicPartition] = []
         self._wanted = asyncio.Event()
@@ -46,14 +47,20 @@ class StatusTopicFeed:
 
     def listen(self, task_id: str) -> asyncio.Queue[Any]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._listeners[task_id].add(queue)
-        self._wanted.set()
+        self.attach(task_id, queue)
         return queue
 
     def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None:
+        self.detach(task_id, queue)
+
+    def attach(self, task_id: str, sink: StatusSink) -> None:
+        self._listeners[task_id].add(sink)
+        self._wanted.set()
+
+    def detach(self, task_id: str, sink: StatusSink) -> None:
         listeners = self._listeners.get(task_id)
         if listeners is not None:
-            listeners.discard(queue)
+            listeners.discard(sink)
             if not listeners:
                 del self._listeners[task_id]
 

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 from miners.client import MinerClient
 from miners.identity import Identity
 from taskledger.dev import free_port
 from tests.integration.test_kafka_roles import API_KEY, VALIDATOR, Deployment
-from tests.support.fast_miners import FakeMiner, slow
+from tests.support.fast_miners import FakeMiner, slow, tiny_wav
 from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -60,12 +61,13 @@ async def test_an_edge_without_processors_holds_wait_requests_woken_by_the_statu
     miners_file.write_text(
         json.dumps(
             [
-                {"hotkey": m.hotkey, "url": m.info.url, "capabilities": ["summarization"]}
+                {"hotkey": m.hotkey, "url": m.info.url, "capabilities": sorted(m.capabilities)}
                 for m in fleet
             ]
         )
     )
     deployment = Deployment(tmp_path, event_log, miners_file)
+    deployment.env["TASKLEDGER_OPENAI_TIMEOUT"] = "20"
     edge = f"http://127.0.0.1:{free_port()}"
     validator = MinerClient(VALIDATOR, timeout_seconds=10, max_connections=4)
     try:
@@ -113,6 +115,17 @@ async def test_an_edge_without_processors_holds_wait_requests_woken_by_the_statu
             assert reply.status == 200, reply.json
             status, approved, _ = await asyncio.wait_for(approving, 30)
             assert (status, approved["task_id"], approved["status"]) == (200, task_id, "APPROVED")
+
+        # The OpenAI endpoint on the same edge: held the same way, answered by the miners.
+        client = openai.AsyncOpenAI(
+            base_url=f"{edge}/v1", api_key=API_KEY, max_retries=0, timeout=60
+        )
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            model="whisper-1", file=("a.wav", tiny_wav(), "audio/wav")
+        )
+        assert raw.parse().text == "hello world"
+        assert raw.headers["Taskledger-Provisional"] == "true"
+        assert raw.headers["Taskledger-Task-Id"]
     except BaseException:
         print(deployment.logs())
         raise

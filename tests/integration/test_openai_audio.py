@@ -121,6 +121,7 @@ async def test_no_answer_in_time_is_504_naming_the_task(tmp_path: Path) -> None:
         assert late.value.status_code == 504
         task_id = (await edge.miners[0].next_work())["task_id"]
         assert task_id in late.value.message
+        assert late.value.response.headers["Taskledger-Task-Id"] == task_id
 
 
 async def test_approved_mode_waits_for_the_validator(tmp_path: Path) -> None:

@@ -69,6 +69,10 @@ async def test_a_held_request_times_out_to_none_and_shutdown_releases_it() -> No
     holds.release_all()
     assert await asyncio.wait_for(waiting, 1) is None
     assert holds.held == 0
+    # A request that arrives while the server shuts down is not held at all.
+    reads = store.reads
+    late = await asyncio.wait_for(watch(_context(store, feed), holds, "task-1", "approved", 30), 1)
+    assert late is None and store.reads == reads
 
 
 def test_until_names_what_releases_the_request() -> None:
