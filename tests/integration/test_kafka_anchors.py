@@ -14,22 +14,35 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from aggregates import InvalidCommand
 from bench.workload import lifecycle
 from events import Envelope
 from events.kafka_log import KafkaEventLog
+from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
+from miners.weights import WeightsSetter
 from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
+from processors.command_bus import KafkaCommandBus
 from processors.commands import CommandHandler
+from processors.kafka_runtime import KafkaCommandProcessor
+from processors.ledger_commands import LedgerThroughCommands, RecordLedgerEvent
+from processors.runtime import Runtime
+from processors.weights import WeightsProcessor
+from projections import Projector, rebuild
 from projections.audit import audit_log
+from projections.sqlite_store import SqliteReadModelStore
 from taskledger.accountability import audit_against_anchors, load_anchors
-from taskledger.anchoring import resume_for
+from taskledger.anchoring import register_weights, resume_for
+from taskledger.settings import from_environment
 from tests.integration.test_anchored_audit import PROXY
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.rewrites import reseal
+from tests.unit.test_weights_on_chain import NETUID, VALIDATOR, WEIGHTS, FixedWeights, chain
 
 pytestmark = pytest.mark.kafka
 
@@ -126,3 +139,94 @@ async def test_the_attack_on_kafka_fails_the_anchored_audit(
     # even the untouched events at other offsets than the ones the checkpoints signed.
     assert {forged.partition_of(ids[1]), forged.partition_of(ids[3])} <= broken
     await forged.close()
+
+
+async def test_the_weights_processor_on_kafka_appends_through_the_streams_owner(
+    kafka: KafkaBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TASKLEDGER_SET_WEIGHTS=on with a Kafka log: each submission, recorded at bittensor's
+    ``execute`` boundary, becomes a WeightsSubmitted event appended by the owner of the
+    ledger-weights partition (locally on the leader, or through the commands topic from
+    another process); the plain and anchored audits stay clean and tasks are untouched."""
+    prefix = f"weights-{uuid.uuid4().hex[:10]}"
+    url = f"kafka://{kafka.bootstrap}?prefix={prefix}&partitions={PARTITIONS}"
+    log = KafkaEventLog.from_url(url)
+    processor = KafkaCommandProcessor(log)
+    leader_bus, other_bus = KafkaCommandBus(log), KafkaCommandBus(log)
+    leader_bus.attach(processor)  # as build_system does in the leading process
+    running = asyncio.create_task(processor.run())
+    try:
+        ids = []
+        for index in range(4):
+            flow = lifecycle(index)
+            for command in flow.commands:
+                await leader_bus.execute(flow.task_id, command, actor="test")
+            ids.append(flow.task_id)
+        assert processor.leading
+
+        client = chain()
+        monkeypatch.setattr("bittensor.Client", lambda endpoint: client)
+        settings = from_environment(
+            {
+                "TASKLEDGER_DATA_DIR": str(tmp_path / "data"),
+                "TASKLEDGER_EVENT_LOG": url,
+                "TASKLEDGER_SET_WEIGHTS": "on",
+                "TASKLEDGER_CHAIN_ENDPOINT": "ws://chain.invalid:9944",
+                "TASKLEDGER_NETUID": str(NETUID),
+                "TASKLEDGER_WEIGHTS_VERSION_KEY": "7",
+            }
+        )
+        runtime = Runtime()
+        evaluations: Any = FixedWeights(WEIGHTS)
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        weights = register_weights(
+            runtime, settings, log, VALIDATOR, evaluations, clock, leader_bus
+        )
+        assert weights is not None
+        submitted = await weights.tick()
+        assert isinstance(submitted, WeightsSubmitted) and submitted.success
+        # The same from a process that owns nothing: through the commands topic.
+        record = LedgerThroughCommands(other_bus).record_weights
+        setter = WeightsSetter(client, VALIDATOR.signer, NETUID, 7)
+        elsewhere = WeightsProcessor(log, evaluations, setter, clock, record=record)
+        client.refuse = RuntimeError("Custom error: 12 (SettingWeightsTooFast)")
+        failed = await elsewhere.tick()
+        assert isinstance(failed, WeightsSubmitted) and not failed.success
+
+        # What is not a ledger event of a ledger stream is refused, and nothing is written.
+        bogus = RecordLedgerEvent("WeightsSubmitted", 1, {"netuid": "eleven"}, datetime.now(UTC))
+        for stream_id, command in ((WEIGHTS_STREAM, bogus), (ids[0], bogus)):
+            with pytest.raises(InvalidCommand):
+                await other_bus.record_ledger(stream_id, command, actor="attacker")
+    finally:
+        processor.stop()
+        await asyncio.wait_for(running, 30)
+        await leader_bus.close()
+        await other_bus.close()
+        await log.close()
+
+    assert [type(intent).__name__ for intent, _ in client.executed] == ["SetWeights"] * 2
+    assert [(i.uids, i.version_key) for i, _ in client.executed] == [([3, 7], 7)] * 2
+    reader = KafkaEventLog.from_url(url)
+    stream = await reader.read_stream(WEIGHTS_STREAM)
+    assert [(e.sequence, e.type) for e in stream] == [
+        (1, "WeightsSubmitted"),
+        (2, "WeightsSubmitted"),
+    ]
+    assert [ledger_payload(e) for e in stream] == [submitted, failed]
+    assert stream[1].prev_hash == stream[0].hash
+
+    plain = await audit_log(reader)
+    assert plain.clean, [str(v) for v in plain.violations]
+    anchors = tmp_path / "anchors.jsonl"
+    await checkpoint_all(reader, anchors, 4 * 6 + 2)
+    report = await audit_against_anchors(reader, await load_anchors(str(anchors)), PROXY.ss58)
+    assert report.clean and report.unanchored_events == 0, [str(f) for f in report.findings]
+
+    store = SqliteReadModelStore(tmp_path / "readmodels.db")
+    await rebuild(reader, Projector(store))
+    tasks = await store.get_tasks([*ids, WEIGHTS_STREAM])
+    assert set(tasks) == set(ids)
+    assert {task.status for task in tasks.values()} == {"APPROVED"}
+    await store.close()
+    await reader.close()
