@@ -36,6 +36,11 @@ answered when it commits (the leader's dispatcher, deadline keeper and work send
 their commands so while their tasks are local). Such a command has no input offset and no
 reply record; if its transaction fails it is answered with
 :class:`~processors.command_replies.NoReply`, as a command whose reply never came.
+
+Besides the tasks' commands, :class:`~processors.ledger_commands.RecordLedgerEvent` appends
+one of the proxy's own facts (a ``WeightsSubmitted``) to a ledger stream: sealed here after
+the stream's head, in the same transactions, so the leader's weights processor appends
+through the partition's one writer wherever that partition is owned.
 """
 
 from __future__ import annotations
