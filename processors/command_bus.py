@@ -26,10 +26,12 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
+from events import Envelope
 from events.kafka_log import KafkaEventLog
 from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id
-from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
+from processors.kafka_runtime import AnyCommand, CommandPublisher, KafkaCommandProcessor
+from processors.ledger_commands import RecordLedgerEvent
 
 __all__ = ["KafkaCommandBus", "NoReply"]
 
@@ -97,6 +99,27 @@ class KafkaCommandBus:
         causation_id: str | None = None,
         correlation_id: str | None = None,
     ) -> Outcome:
+        reply = await self._run(task_id, command, actor, correlation_id, causation_id)
+        assert reply.state is not None
+        return Outcome(reply.state, reply.events)
+
+    async def record_ledger(
+        self, stream_id: str, command: RecordLedgerEvent, *, actor: str
+    ) -> Envelope:
+        """Append one event to a ledger stream through its partition's owner; the event."""
+        reply = await self._run(stream_id, command, actor, None, None)
+        (envelope,) = reply.events
+        return envelope
+
+    async def _run(
+        self,
+        task_id: str,
+        command: AnyCommand,
+        actor: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+    ) -> CommandReply:
+        """Decided here when this process owns the partition, else through the broker."""
         local = self._local
         answer = None
         if local is not None:
@@ -113,13 +136,12 @@ class KafkaCommandBus:
             reply = await self._send(task_id, command, actor, correlation_id, causation_id)
         if reply.error is not None:
             raise reply.error
-        assert reply.state is not None
-        return Outcome(reply.state, reply.events)
+        return reply
 
     async def _send(
         self,
         task_id: str,
-        command: Command,
+        command: AnyCommand,
         actor: str,
         correlation_id: str | None,
         causation_id: str | None,

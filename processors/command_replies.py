@@ -43,6 +43,7 @@ class CommandReply:
             fields["error"] = {"type": type(self.error).__name__, "message": self.error.message}
         if self.state is not None:
             fields["state"] = state_to_doc(self.state)
+        if self.state is not None or self.events:  # a ledger event has no task state
             fields["events"] = [envelope.to_document() for envelope in self.events]
         return canonical(fields)
 

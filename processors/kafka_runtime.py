@@ -36,6 +36,11 @@ answered when it commits (the leader's dispatcher, deadline keeper and work send
 their commands so while their tasks are local). Such a command has no input offset and no
 reply record; if its transaction fails it is answered with
 :class:`~processors.command_replies.NoReply`, as a command whose reply never came.
+
+Besides the tasks' commands, :class:`~processors.ledger_commands.RecordLedgerEvent` appends
+one of the proxy's own facts (a ``WeightsSubmitted``) to a ledger stream: sealed here after
+the stream's head, in the same transactions, so the leader's weights processor appends
+through the partition's one writer wherever that partition is owned.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from aggregates import (
 )
 from events import GENESIS_HASH, Envelope, LogUnavailable, canonical
 from events.codec import decode
+from events.envelope import seal
 from events.kafka_log import (
     DEFAULT_PARTITIONS,
     KafkaEventLog,
@@ -81,9 +87,11 @@ from events.kafka_log import (
     TransactionFailed,
     WriterFenced,
 )
+from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
 from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id, seal_events
 from processors.dispatcher import NAME as DISPATCHER
+from processors.ledger_commands import RecordLedgerEvent
 from projections.status_document import status_document
 
 logger = logging.getLogger(__name__)
@@ -99,8 +107,11 @@ COMMAND_TYPES: dict[str, type[Any]] = {
         Evaluate,
         CancelTask,
         ArchiveTask,
+        RecordLedgerEvent,
     )
 }
+# A task's commands, and the one that appends to a ledger stream (see ledger_commands).
+AnyCommand = Command | RecordLedgerEvent
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(cls) for name, cls in COMMAND_TYPES.items()
 }
@@ -127,7 +138,7 @@ class CommandMessage:
     command_id: str
     task_id: str
     actor: str
-    command: Command
+    command: AnyCommand
     correlation_id: str | None = None
     causation_id: str | None = None
 
@@ -197,7 +208,7 @@ class CommandPublisher:
     async def submit(
         self,
         task_id: str,
-        command: Command,
+        command: AnyCommand,
         *,
         actor: str,
         command_id: str | None = None,
@@ -251,6 +262,8 @@ class _Plan:
     distributed: list[tuple[DistributesAtCreation, DistributeTask, Outcome]] = field(
         default_factory=list
     )
+    # Ledger streams appended to in this plan: (sequence, hash) of their new heads.
+    ledger: dict[str, tuple[int, str]] = field(default_factory=dict)
     rejected: int = 0
     poisoned: int = 0
 
@@ -323,7 +336,7 @@ class KafkaCommandProcessor:
     def execute_local(
         self,
         task_id: str,
-        command: Command,
+        command: AnyCommand,
         *,
         actor: str,
         correlation_id: str | None = None,
@@ -666,6 +679,8 @@ class KafkaCommandProcessor:
 
     async def _decide(self, plan: _Plan, partition: int, message: CommandMessage) -> CommandReply:
         """Decide one command against the state so far, adding its events to the plan."""
+        if isinstance(message.command, RecordLedgerEvent):
+            return await self._decide_ledger(plan, message, message.command)
         known = plan.states.get(message.task_id) or await self._load(partition, message.task_id)
         try:
             decided = decide(known.state, message.command)
@@ -681,6 +696,39 @@ class KafkaCommandProcessor:
         if isinstance(message.command, CreateTask) and self.distributor is not None:
             await self._distribute_at_creation(plan, partition, message, state)
         return CommandReply(message.command_id, state, tuple(sealed))
+
+    async def _decide_ledger(
+        self, plan: _Plan, message: CommandMessage, command: RecordLedgerEvent
+    ) -> CommandReply:
+        """One of the proxy's own facts, sealed after its ledger stream's head: no task, no
+        status document; refused (as a poison command) unless the ledger knows its type."""
+        stream_id = message.task_id
+        if not is_ledger_stream(stream_id):
+            raise PoisonCommand(f"{stream_id} is not a ledger stream")
+        head = plan.ledger.get(stream_id)
+        if head is None:
+            stream = await self.log.read_stream(stream_id)
+            head = (stream[-1].sequence, stream[-1].hash) if stream else (0, GENESIS_HASH)
+        try:
+            envelope = seal(
+                event_id=self._ids(),
+                task_id=stream_id,
+                sequence=head[0] + 1,
+                type=command.type,
+                version=command.version,
+                occurred_at=command.now,
+                actor=message.actor,
+                data=command.data,
+                prev_hash=head[1],
+                causation_id=message.causation_id or message.command_id,
+                correlation_id=message.correlation_id,
+            )
+            ledger_payload(envelope)
+        except (UnknownLedgerEvent, ValueError, TypeError) as error:
+            raise PoisonCommand(f"not a ledger event: {error}") from error
+        plan.appends.append(PendingAppend(stream_id, head[0], [envelope]))
+        plan.ledger[stream_id] = (envelope.sequence, envelope.hash)
+        return CommandReply(message.command_id, events=(envelope,))
 
     async def _distribute_at_creation(
         self, plan: _Plan, partition: int, creation: CommandMessage, created: TaskState

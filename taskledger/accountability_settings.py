@@ -45,13 +45,6 @@ def accountability_from_environment(env: Mapping[str, str]) -> AccountabilitySet
     set_weights = env.get("TASKLEDGER_SET_WEIGHTS", "off").strip().lower()
     if set_weights not in ("on", "off"):
         raise AccountabilitySettingsError("TASKLEDGER_SET_WEIGHTS: use on or off")
-    if set_weights == "on" and env.get("TASKLEDGER_EVENT_LOG", "").startswith("kafka://"):
-        # On Kafka only a partition's owner appends to it, and the weights stream has
-        # no command to reach its owner yet: refused at start, not at the first lead.
-        raise AccountabilitySettingsError(
-            "TASKLEDGER_SET_WEIGHTS=on runs on the embedded log only, for now "
-            "(on Kafka, use taskledger validator --set-weights)"
-        )
     version_key = env.get("TASKLEDGER_WEIGHTS_VERSION_KEY", "0").strip() or "0"
     if not version_key.isdigit():
         raise AccountabilitySettingsError(

@@ -15,7 +15,9 @@ from miners.identity import Identity
 from miners.weights import WeightsSetter
 from processors.anchors import AnchorSink, ChainAnchor, FileAnchors, GcsAnchors
 from processors.checkpointer import Checkpointer, Resume
+from processors.command_port import TaskCommands
 from processors.evaluation import Evaluations
+from processors.ledger_commands import LedgerThroughCommands, RunsLedgerCommands
 from processors.runtime import Runtime
 from processors.weights import WeightsProcessor
 from taskledger.accountability import log_checkpoint_store, log_name
@@ -127,18 +129,22 @@ def register_weights(
     identity: Identity,
     evaluations: Evaluations,
     clock: Callable[[], datetime],
+    commands: TaskCommands | None = None,
 ) -> WeightsProcessor | None:
-    """The ``weights`` processor, when ``TASKLEDGER_SET_WEIGHTS=on``."""
+    """The ``weights`` processor, when ``TASKLEDGER_SET_WEIGHTS=on``; on Kafka it runs on
+    the leader (whose runtime registers it) and appends through ``commands``, the bus."""
     if not settings.accountability.set_weights:
         return None
     if not settings.chain_endpoint or settings.netuid is None:
         raise SettingsError(
             "TASKLEDGER_SET_WEIGHTS=on needs TASKLEDGER_CHAIN_ENDPOINT and TASKLEDGER_NETUID"
         )
+    record = None
     if hasattr(log, "partition_of"):
-        # On Kafka only a partition's owner may append to it, and the weights stream
-        # has no command to reach its owner yet.
-        raise SettingsError("TASKLEDGER_SET_WEIGHTS=on runs on the embedded log only, for now")
+        # On Kafka only a partition's owner may append to it: through the command bus.
+        if not isinstance(commands, RunsLedgerCommands):
+            raise SettingsError("TASKLEDGER_SET_WEIGHTS=on on Kafka needs the command bus")
+        record = LedgerThroughCommands(commands).record_weights
     from bittensor import Client
 
     setter = WeightsSetter(
@@ -147,6 +153,6 @@ def register_weights(
         settings.netuid,
         settings.accountability.weights_version_key,
     )
-    processor = WeightsProcessor(log, evaluations, setter, clock)
+    processor = WeightsProcessor(log, evaluations, setter, clock, record=record)
     runtime.periodic("weights", settings.accountability.weights_seconds, processor.tick)
     return processor

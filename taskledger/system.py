@@ -248,7 +248,13 @@ class System:
             runtime, self.settings, self.log, self.identity, self.clock
         )
         register_weights(
-            runtime, self.settings, self.log, self.identity, self.evaluations, self.clock
+            runtime,
+            self.settings,
+            self.log,
+            self.identity,
+            self.evaluations,
+            self.clock,
+            self.handler,
         )
         return dispatcher
 

@@ -149,10 +149,11 @@ def test_bad_accountability_settings_are_named(name: str, value: str) -> None:
         from_environment({name: value})
 
 
-def test_the_weights_processor_is_refused_on_kafka_at_start() -> None:
+def test_the_weights_processor_is_accepted_on_kafka() -> None:
+    # Its events reach the weights stream's owner through the command bus
+    # (tests/integration/test_kafka_anchors.py runs it on the broker).
     env = {"TASKLEDGER_SET_WEIGHTS": "on", "TASKLEDGER_EVENT_LOG": "kafka://127.0.0.1:9092"}
-    with pytest.raises(SettingsError, match="embedded log only"):
-        from_environment(env)
+    assert from_environment(env).accountability.set_weights
 
 
 def test_accountability_settings_defaults_and_values() -> None:
