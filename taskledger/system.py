@@ -20,7 +20,6 @@ from events import EventLog
 from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
-from miners.btauth import SqliteNonceStore
 from miners.client import MinerClient
 from miners.directory import (
     CombinedDirectory,
@@ -54,7 +53,7 @@ from processors.work import WorkSender
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
-from taskledger.backends import open_blobs, open_event_log, open_read_models
+from taskledger.backends import open_blobs, open_event_log, open_nonce_store, open_read_models
 from taskledger.private_files import write_private
 from taskledger.settings import Settings
 
@@ -351,7 +350,7 @@ def build_system(
         evaluations=Evaluations(handler, store, clock),
         broadcaster=StatusBroadcaster(),
         links=links,
-        nonce_store=SqliteNonceStore(settings.data_dir / "nonces.db"),
+        nonce_store=open_nonce_store(settings),
         clock=clock,
         status_feed=StatusTopicFeed(log) if isinstance(log, KafkaEventLog) else None,
     )
