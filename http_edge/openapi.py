@@ -67,6 +67,16 @@ _ERRORS: Final = {
     503: "Not ready.",
 }
 
+_SSE_EVENT: Final = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
 _CLIENT: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
 _PEER: Final[list[dict[str, list[str]]]] = [{"btauth": []}]
 
@@ -108,7 +118,7 @@ _IDEMPOTENCY: Final = {
     "description": "The same key from the same client returns the first task again (202, "
     "with Idempotent-Replayed: true) instead of creating another; a key reused for a "
     "different request is 409 idempotency_key_reused.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e][\\x20-\\x7e]{0,254}$"},
 }
 
 
@@ -168,7 +178,8 @@ def _paths() -> dict[str, Any]:
             "change, starting with the current one; ends after a terminal status.",
             {
                 "description": "The event stream.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                # Each event, as an SSE parser hands it over: data is the status document.
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
             },
         ),
         f"{task}/result": _task_get(
