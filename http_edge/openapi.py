@@ -60,10 +60,11 @@ _ERRORS: Final = {
     "or signed for another receiver).",
     403: "Authenticated, but not allowed.",
     404: "Unknown, or not yours.",
+    408: "The body arrived too slowly (below TASKLEDGER_BODY_MIN_RATE after its grace).",
     409: "Not allowed in the task's current state.",
     413: "Too large.",
     415: "Unsupported media type.",
-    429: "Rate limited; see Retry-After.",
+    429: "Rate limited (per API key, or per miner or validator hotkey); see Retry-After.",
     503: "Not ready.",
 }
 
@@ -140,7 +141,7 @@ def _intake(summary: str, content_type: str, model: type[BaseModel]) -> dict[str
                         },
                     },
                 },
-                **_errors(400, 401, 409, 413, 415, 429),
+                **_errors(400, 401, 408, 409, 413, 415, 429),
             },
         }
     }
@@ -225,7 +226,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(MinerAccepted, "Recorded."),
-                    **_errors(400, 401, 403, 404, 409, 413, 415),
+                    **_errors(400, 401, 403, 408, 409, 413, 415, 429),
                 },
             }
         },
@@ -252,7 +253,7 @@ def _paths() -> dict[str, Any]:
                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "307": {"description": "Fetch it from the blob store's own signed URL."},
-                    **_errors(400, 401, 403, 404),
+                    **_errors(400, 401, 403, 404, 429),
                 },
             }
         },
@@ -263,7 +264,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_limit(20, 500)],
                 "responses": {
                     "200": _json(ValidatorTasks, "The tasks."),
-                    **_errors(400, 401, 403),
+                    **_errors(400, 401, 403, 429),
                 },
             }
         },
@@ -277,7 +278,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(StatusDocument, "Evaluated; now APPROVED or FAILED."),
-                    **_errors(400, 401, 403, 404, 409, 413, 415),
+                    **_errors(400, 401, 403, 404, 408, 409, 413, 415, 429),
                 },
             }
         },
@@ -285,7 +286,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Moving-average rewards normalised to sum 1 (allowed validators).",
                 "security": _PEER,
-                "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403)},
+                "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403, 429)},
             }
         },
         "/api/v1/health": {
