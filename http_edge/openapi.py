@@ -241,10 +241,18 @@ def _paths() -> dict[str, Any]:
                         "required": True,
                         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                     },
-                    *(
-                        {"name": name, "in": "query", "required": True, "schema": {"type": kind}}
-                        for name, kind in (("task", "string"), ("expires", "integer"))
-                    ),
+                    {
+                        "name": "task",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    {
+                        "name": "expires",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
                     {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
                 "responses": {

@@ -75,7 +75,9 @@ class MinerResponse(_Request):
 class MinerAudioResponse(BaseModel):
     """The tts answer as multipart/form-data, as OpenAPI describes it."""
 
-    task_id: str
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
     file: bytes = Field(json_schema_extra={"format": "binary"})
 
 

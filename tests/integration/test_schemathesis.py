@@ -3,9 +3,8 @@
 Every operation, with valid and invalid inputs the schema generates, bounded in
 examples and time: no answer may be a 5xx or a status the document does not
 list, responses must match their schemas, the server must log no ERROR, and
-the log must audit clean afterwards. Operations that need a btauth/1 signature
-are probed unsigned (schemathesis cannot sign); they are covered signed by
-test_hostile_peers.py and test_http_miners.py.
+the log must audit clean afterwards. The miners' and validators' operations are
+signed as dev's own reference miner and validator (schemathesis_hooks.py).
 """
 
 from __future__ import annotations
@@ -34,6 +33,17 @@ RUN = (
 )
 
 
+def hooks_environment(data_dir: Path) -> dict[str, str]:
+    """Where schemathesis_hooks.py finds itself and dev's miner and validator wallets."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {
+        "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
+        "PYTHONPATH": path,
+        "TASKLEDGER_DATA_DIR": str(data_dir),
+    }
+
+
 def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port("127.0.0.1")
@@ -57,6 +67,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
                 f"Authorization: Bearer {key}",
             ],
             cwd=tmp_path,
+            env={**os.environ, **hooks_environment(data_dir)},
             capture_output=True,
             text=True,
             timeout=240,
