@@ -26,4 +26,5 @@ class InputLinks:
         if now > expires:
             return False
         expected = self._signature(digest, task_id, hotkey, expires)
-        return hmac.compare_digest(expected, signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogateescape"))

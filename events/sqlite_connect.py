@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only, from its first byte; SQLite
+    gives its -wal and -shm files the database's own permissions. An existing file keeps
+    its mode."""
+    if str(path) in ("", ":memory:"):
+        return
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def open_wal(
@@ -22,6 +32,7 @@ def open_wal(
     one of them switches it to WAL, a lock SQLite's busy timeout does not wait
     for; the switch is retried for up to ``busy_timeout`` seconds.
     """
+    _create_private(path)
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
     )

@@ -125,7 +125,7 @@ class SqliteEventLog:
         self.path = path
         self._durability = durability
         self._poll_seconds = poll_seconds
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._writer = _connect(path, durability)
         self._writer.executescript(_SCHEMA)
         self._reader_connection: sqlite3.Connection | None = None

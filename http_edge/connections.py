@@ -15,12 +15,14 @@ short 503 and closes it, before any parser or task exists for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 _BUSY: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -40,7 +42,23 @@ class ConnectionLimits:
     max_connections: int = 4096
 
 
+class _MalformedRequestsAtInfo(logging.Filter):
+    """aiohttp logs a request it cannot parse (a NUL in a header, a broken request line)
+    as an ERROR with a traceback. It has answered 400 and nothing failed on our side, so
+    anyone could fill the error log with them: they are logged as INFO, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            record.msg = f"{record.msg}: {record.exc_info[1]!r}"
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def edge_runner(app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> web.AppRunner:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestsAtInfo) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequestsAtInfo())
     return web.AppRunner(app, keepalive_timeout=limits.idle_seconds, **kwargs)
 
 

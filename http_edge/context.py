@@ -39,7 +39,9 @@ class StatusChanges(Protocol):
 @dataclass(frozen=True, slots=True)
 class EdgeLimits:
     max_upload_bytes: int = 25 * 1024 * 1024
-    max_json_bytes: int = 1024 * 1024
+    # 100,000 characters of text (the longest a request takes) are 1.2 MB as JSON when
+    # every one is escaped as a surrogate pair (\ud83d\ude00), as json.dumps does by default.
+    max_json_bytes: int = 2 * 1024 * 1024
     rate_per_second: float = 200.0
     rate_burst: int = 400
     # Per miner or validator hotkey, counted apart from the clients.

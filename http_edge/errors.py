@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web import RequestPayloadError
 
 from aggregates import (
     AlreadyAnswered,
@@ -32,6 +33,9 @@ from processors.intake import QuotaExceeded
 from processors.results import InvalidResult
 
 log = logging.getLogger(__name__)
+
+CLIENT_GONE: Final = 499
+"""The status recorded (never sent) for a request whose client disconnected."""
 
 DOMAIN_STATUS: Mapping[type[DomainError], int] = {
     TaskNotFound: 404,
@@ -149,6 +153,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         return _from_http_exception(error)
+    except ConnectionResetError:
+        # The client went away mid-request (usually mid-body): nobody is left to
+        # answer, and it is not our failure. Counted apart, as nginx's 499.
+        log.debug("client left during %s %s", request.method, request.path)
+        return web.Response(status=CLIENT_GONE)
+    except RequestPayloadError:
+        # The body's framing is broken (bad chunk sizes, a truncated compressed body).
+        return error_response(400, "invalid_body", "the request body is malformed")
     except Exception as error:
         known = as_api_error(error)
         if known is not None:

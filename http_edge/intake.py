@@ -22,7 +22,7 @@ from http_edge.errors import ApiError, error_response
 from http_edge.forms import read_form, require_form
 from http_edge.keys import context_of
 from http_edge.schemas import SummarizationRequest, TranscriptionForm, TtsRequest
-from processors.intake import QuotaExceeded, task_id_for
+from processors.intake import QuotaExceeded
 
 # Room for the form's boundaries, part headers and small text fields beside the file.
 FORM_OVERHEAD: Final = 64 * 1024
@@ -134,7 +134,7 @@ async def transcription(request: web.Request) -> web.Response:
     }
     if key is not None:
         # A repeat must not store a file its refusal would leave behind.
-        existing = await context.handler.load(task_id_for(client, key))
+        existing = await context.handler.load(context.intake.task_id_for(client, key))
         if existing.exists:
             return _replay(existing, "transcription", form.priority, input)
     if context.client_keys is not None and await context.client_keys.exhausted(client):

@@ -30,7 +30,7 @@ from http_edge.forms import read_form
 from http_edge.keys import context_of
 from http_edge.provisional import PROVISIONAL_HEADER, answer_of, audio_of
 from http_edge.waiting import HOLDS, watch
-from processors.intake import QuotaExceeded, task_id_for
+from processors.intake import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ async def _transcriptions(request: web.Request) -> web.StreamResponse:
     accepted: web.StreamResponse | None = None
     if key is not None:
         # A repeat must not store a file its refusal would leave behind.
-        existing = await context.handler.load(task_id_for(client, key))
+        existing = await context.handler.load(context.intake.task_id_for(client, key))
         if existing.exists:
             accepted = intake._replay(existing, "transcription", "normal", input)
     if accepted is None:

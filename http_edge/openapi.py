@@ -64,11 +64,25 @@ _ERRORS: Final = {
     "or signed for another receiver).",
     403: "Authenticated, but not allowed.",
     404: "Unknown, or not yours.",
+    408: "The body arrived too slowly (below TASKLEDGER_BODY_MIN_RATE after its grace).",
     409: "Not allowed in the task's current state.",
     413: "Too large.",
     415: "Unsupported media type.",
-    429: "Rate limited, or past the key's daily quota (quota_exceeded); see Retry-After.",
+    429: (
+        "Rate limited (per API key, or per miner or validator hotkey), or past the key's "
+        "daily quota (quota_exceeded); see Retry-After."
+    ),
     503: "Not ready.",
+}
+
+_SSE_EVENT: Final = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
 }
 
 _CLIENT: Final[list[dict[str, list[str]]]] = [{"bearer": []}]
@@ -112,7 +126,7 @@ _IDEMPOTENCY: Final = {
     "description": "The same key from the same client returns the first task again (202, "
     "with Idempotent-Replayed: true) instead of creating another; a key reused for a "
     "different request is 409 idempotency_key_reused.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e][\\x20-\\x7e]{0,254}$"},
 }
 
 
@@ -134,7 +148,7 @@ def _intake(summary: str, content_type: str, model: type[BaseModel]) -> dict[str
                         },
                     },
                 },
-                **_errors(400, 401, 409, 413, 415, 429),
+                **_errors(400, 401, 408, 409, 413, 415, 429),
             },
         }
     }
@@ -172,7 +186,8 @@ def _paths() -> dict[str, Any]:
             "change, starting with the current one; ends after a terminal status.",
             {
                 "description": "The event stream.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                # Each event, as an SSE parser hands it over: data is the status document.
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
             },
         ),
         f"{task}/result": _task_get(
@@ -218,7 +233,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(MinerAccepted, "Recorded."),
-                    **_errors(400, 401, 403, 404, 409, 413, 415),
+                    **_errors(400, 401, 403, 408, 409, 413, 415, 429),
                 },
             }
         },
@@ -233,10 +248,18 @@ def _paths() -> dict[str, Any]:
                         "required": True,
                         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                     },
-                    *(
-                        {"name": name, "in": "query", "required": True, "schema": {"type": kind}}
-                        for name, kind in (("task", "string"), ("expires", "integer"))
-                    ),
+                    {
+                        "name": "task",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    {
+                        "name": "expires",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
                     {"name": "sig", "in": "query", "required": True, "schema": {"type": "string"}},
                 ],
                 "responses": {
@@ -245,7 +268,7 @@ def _paths() -> dict[str, Any]:
                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "307": {"description": "Fetch it from the blob store's own signed URL."},
-                    **_errors(400, 401, 403, 404),
+                    **_errors(400, 401, 403, 404, 429),
                 },
             }
         },
@@ -256,7 +279,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_limit(20, 500)],
                 "responses": {
                     "200": _json(ValidatorTasks, "The tasks."),
-                    **_errors(400, 401, 403),
+                    **_errors(400, 401, 403, 429),
                 },
             }
         },
@@ -270,7 +293,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(StatusDocument, "Evaluated; now APPROVED or FAILED."),
-                    **_errors(400, 401, 403, 404, 409, 413, 415),
+                    **_errors(400, 401, 403, 404, 408, 409, 413, 415, 429),
                 },
             }
         },
@@ -278,7 +301,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "Moving-average rewards normalised to sum 1 (allowed validators).",
                 "security": _PEER,
-                "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403)},
+                "responses": {"200": _json(Weights, "The weights."), **_errors(401, 403, 429)},
             }
         },
         "/api/v1/checkpoints": {

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from events import Priority, TaskType
 
 Status = Literal["PENDING", "DISTRIBUTED", "DONE", "APPROVED", "FAILED", "CANCELLED"]
 TaskId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 13.0 as an integer, so the contract must too; 13.5 stays refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Language = Annotated[
+    str, Field(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+]
 
 
 class _Request(BaseModel):
@@ -36,24 +46,24 @@ class TtsRequest(_Request):
 
 class SummarizationRequest(_Request):
     text: str = Field(min_length=1, max_length=100_000)
-    max_words: int | None = Field(default=None, ge=10, le=1000)
+    max_words: Annotated[int, Field(ge=10, le=1000), BeforeValidator(_integral)] | None = None
     priority: Priority = "normal"
 
 
 class TranscriptionForm(_Request):
     """The text fields of the transcription form (``file`` travels beside them)."""
 
-    language: str = Field(
-        default="en", min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"
-    )
+    language: Language = "en"
     priority: Priority = "normal"
 
 
 class TranscriptionUpload(BaseModel):
     """The transcription form as OpenAPI describes it."""
 
+    model_config = ConfigDict(extra="forbid")
+
     file: bytes = Field(json_schema_extra={"format": "binary"})
-    language: str = "en"
+    language: Language = "en"
     priority: Priority = "normal"
 
 
@@ -65,7 +75,9 @@ class MinerResponse(_Request):
 class MinerAudioResponse(BaseModel):
     """The tts answer as multipart/form-data, as OpenAPI describes it."""
 
-    task_id: str
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: TaskId
     file: bytes = Field(json_schema_extra={"format": "binary"})
 
 

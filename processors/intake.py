@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -12,8 +14,6 @@ from events import Priority, TaskType
 from processors.command_port import TaskCommands
 from processors.commands import new_id
 from processors.settings import ProcessorSettings
-
-_IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1c5f8e-3f2a-4d0e-9a57-0c1b7d6e2a11")
 
 
 class QuotaExceeded(Exception):
@@ -32,15 +32,19 @@ class Quota(Protocol):
     async def refund(self, client: str) -> None: ...
 
 
-def task_id_for(client: str, idempotency_key: str | None) -> str:
+def task_id_for(secret: bytes, client: str, idempotency_key: str | None) -> str:
     """A fresh id, or the same id every time for the same client and key.
 
     Deriving the id from the key makes a retried request land on the same
-    stream, where the log's uniqueness settles any race without a lookup.
+    stream, where the log's uniqueness settles any race without a lookup. The
+    derivation is keyed with the deployment's secret, so nobody can tell a
+    task's id from a client name and key ahead of time.
     """
     if idempotency_key is None:
         return new_id()
-    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{client}\n{idempotency_key}"))
+    message = f"taskledger-idempotency/1\n{client}\n{idempotency_key}".encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 class Intake:
@@ -49,12 +53,18 @@ class Intake:
         handler: TaskCommands,
         settings: ProcessorSettings,
         clock: Callable[[], datetime],
+        *,
+        idempotency_secret: bytes,
     ) -> None:
+        self._idempotency_secret = idempotency_secret
         self._handler = handler
         self._settings = settings
         self._clock = clock
         # Set by the composition root where clients have quotas (see http_edge.key_store).
         self.quota: Quota | None = None
+
+    def task_id_for(self, client: str, idempotency_key: str | None) -> str:
+        return task_id_for(self._idempotency_secret, client, idempotency_key)
 
     async def submit(
         self,
@@ -77,7 +87,7 @@ class Intake:
         if not await quota.charge(client):
             if idempotency_key is not None:
                 # A repeat of a task created before creates nothing: it is not refused.
-                existing = await self._handler.load(task_id_for(client, idempotency_key))
+                existing = await self._handler.load(self.task_id_for(client, idempotency_key))
                 if existing.exists:
                     return existing, False
             raise QuotaExceeded(client)
@@ -100,7 +110,7 @@ class Intake:
         idempotency_key: str | None,
         blobs: tuple[str, ...],
     ) -> tuple[TaskState, bool]:
-        task_id = task_id_for(client, idempotency_key)
+        task_id = self.task_id_for(client, idempotency_key)
         now = self._clock()
         command = CreateTask(
             task_type=task_type,

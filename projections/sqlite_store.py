@@ -104,7 +104,7 @@ class SqliteReadModelStore:
         # Read models can always be rebuilt from the log, so NORMAL (no fsync per
         # commit, crash-safe, may lose the last commits on power loss) is enough.
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._durability = durability
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)

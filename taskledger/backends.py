@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bittensor.http_auth import NonceStore
+
 from blobs.local import LocalBlobStore
 from blobs.port import BlobStore
 from events import EventLog
 from events.sqlite_log import Durability, SqliteEventLog
 from http_edge.key_store import KeyStore
 from http_edge.key_store.sqlite import SqliteKeyStore
+from miners.btauth import SqliteNonceStore
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.settings import Settings, SettingsError
@@ -57,6 +60,20 @@ def _firestore_read_models(url: str) -> ReadModelStore:
         raise SettingsError("TASKLEDGER_READ_MODELS: firestore:// needs a project id")
     client = firestore.AsyncClient(project=project, database=database or "(default)")
     return FirestoreReadModelStore(client)
+
+
+def open_nonce_store(settings: Settings) -> NonceStore:
+    """Where btauth/1 nonces are kept: beside the read models, so that with Firestore
+    every edge of a deployment shares them (a replay to another edge is refused)."""
+    if settings.read_models.startswith("firestore://"):
+        from google.cloud import firestore
+
+        from miners.firestore_nonces import FirestoreNonceStore
+
+        project, _, database = settings.read_models.removeprefix("firestore://").partition("/")
+        client = firestore.Client(project=project, database=database or "(default)")
+        return FirestoreNonceStore(client)
+    return SqliteNonceStore(settings.data_dir / "nonces.db")
 
 
 def open_blobs(settings: Settings) -> BlobStore:

@@ -17,6 +17,7 @@ from miners.directory import CAPABILITIES, MinerInfo
 from miners.identity import Identity
 from miners.reference_miner import ReferenceMiner
 from miners.reference_validator import ReferenceValidator
+from taskledger.private_files import write_private
 from taskledger.serving import serve_until_stopped
 from taskledger.settings import Settings
 from taskledger.system import build_system
@@ -33,9 +34,8 @@ def dev_api_key(settings: Settings) -> tuple[Settings, str]:
     else:
         key = "tl_" + secrets.token_urlsafe(24)
         settings = replace(settings, api_keys={"dev": key})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private(path, key + "\n")
     return settings, key
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -19,7 +21,6 @@ from events.kafka_log import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
 from http_edge.key_store.registry import KeyRegistry
-from miners.btauth import SqliteNonceStore
 from miners.client import MinerClient
 from miners.directory import (
     CombinedDirectory,
@@ -55,7 +56,14 @@ from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.anchoring import register_checkpointer, register_weights
-from taskledger.backends import open_blobs, open_event_log, open_key_store, open_read_models
+from taskledger.backends import (
+    open_blobs,
+    open_event_log,
+    open_key_store,
+    open_nonce_store,
+    open_read_models,
+)
+from taskledger.private_files import write_private
 from taskledger.settings import Settings
 
 
@@ -69,10 +77,9 @@ def link_secret(settings: Settings) -> bytes:
         return settings.link_secret.encode()
     path = settings.data_dir / "link-secret"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         draft = path.with_name(f".link-secret.{os.getpid()}.{secrets.token_hex(4)}")
-        draft.write_text(secrets.token_hex(32))
-        draft.chmod(0o600)
+        write_private(draft, secrets.token_hex(32))
         try:
             os.link(draft, path)
         except FileExistsError:
@@ -336,7 +343,7 @@ def build_system(
     identity: Identity | None = None,
     with_processors: bool = True,
 ) -> System:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = identity or Identity.load_or_create(settings.wallets_dir, settings.wallet)
     log = open_event_log(settings)
     store = open_read_models(settings)
@@ -355,7 +362,8 @@ def build_system(
         max_connections=512,
         global_only=not settings.allow_private_miners,
     )
-    links = InputLinks(link_secret(settings))
+    secret = link_secret(settings)
+    links = InputLinks(secret)
     sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)
     system = System(
         settings=settings,
@@ -368,11 +376,17 @@ def build_system(
         selector=selector,
         client=client,
         sender=sender,
-        intake=Intake(handler, proc_settings, clock),
+        # Domain-separated from the links' own use of the deployment secret.
+        intake=Intake(
+            handler,
+            proc_settings,
+            clock,
+            idempotency_secret=hmac.new(secret, b"idempotency", hashlib.sha256).digest(),
+        ),
         evaluations=Evaluations(handler, store, clock),
         broadcaster=StatusBroadcaster(),
         links=links,
-        nonce_store=SqliteNonceStore(settings.data_dir / "nonces.db"),
+        nonce_store=open_nonce_store(settings),
         clock=clock,
         status_feed=StatusTopicFeed(log) if isinstance(log, KafkaEventLog) else None,
     )

@@ -213,3 +213,13 @@ async def send_part_of(
         return int(head.split(b" ", 2)[1]), answer
     finally:
         writer.close()
+
+
+async def test_a_link_signature_that_is_not_ascii_is_403_not_500(edge: Edge) -> None:
+    # Found by schemathesis: hmac.compare_digest raised TypeError on such a str.
+    query = f"task={uuid.uuid4()}&expires={int(time.time()) + 60}&sig=%C2%B7V"
+    reply = await edge.miners[0].client.get_signed(
+        edge.url, f"/api/v1/blobs/{'ab' * 32}?{query}", receiver_ss58=edge.hotkey
+    )
+    assert reply.status == 403, reply.json
+    assert reply.json["error"]["code"] == "invalid_link"

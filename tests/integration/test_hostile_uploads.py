@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from collections.abc import AsyncIterator
@@ -46,3 +47,16 @@ async def test_a_file_of_id3_headers_is_refused_quickly_in_little_memory(
     assert response.status == 415, body
     assert body["error"]["code"] == "unsupported_media_type"
     assert _peak_rss_mib() - before < 100
+
+
+async def test_the_longest_text_is_taken_even_with_every_character_escaped(edge: Edge) -> None:
+    # Found by schemathesis: 100,000 characters outside the BMP are 1.2 MB as JSON
+    # escaped the way json.dumps does by default, over the former 1 MiB body limit.
+    body = json.dumps({"text": "\U0001f600" * 100_000}).encode()
+    assert len(body) > 1024 * 1024
+    async with edge.session.post(
+        f"{edge.url}/api/v1/summarization",
+        data=body,
+        headers={**edge.auth(), "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 202, await response.text()

@@ -7,6 +7,7 @@ of grace, four connections at most), so each test takes a few seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,3 +116,30 @@ async def test_connections_over_the_cap_get_a_503(edge: Edge) -> None:
     # Freed slots serve again.
     async with edge.session.get(f"{edge.url}/api/v1/health") as response:
         assert response.status == 200
+
+
+async def test_a_client_leaving_mid_body_is_a_quiet_disconnect(
+    edge: Edge, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    for path, content_type in (
+        ("/api/v1/summarization", "application/json"),
+        ("/api/v1/transcription", "multipart/form-data; boundary=xyz"),
+    ):
+        _, writer = await connect(edge)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: edge\r\n"
+            f"Authorization: {edge.auth()['Authorization']}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: 50000\r\n\r\n"
+        )
+        writer.write(head.encode() + b"--xyz\r\n" + b"a" * 3000)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.3)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    async with edge.session.get(f"{edge.url}/metrics") as response:
+        exposition = await response.text()
+    assert 'status="500"' not in exposition
+    assert 'route="/api/v1/summarization",status="499"' in exposition
