@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 TASK_ID_HEADER: Final = "Taskledger-Task-Id"
 # OpenAI's own voice names mean nothing to a subnet's miners: recorded, the miner's default used.
-OPENAI_VOICES: Final = frozenset(
-    {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"}
-)
+OpenAIVoice = Literal[
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse"
+]
 _TYPES: Final = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -58,7 +58,8 @@ class _OpenAIRequest(BaseModel):
 class SpeechRequest(_OpenAIRequest):
     model: str = Field(min_length=1, max_length=200)
     input: str = Field(min_length=1, max_length=5000)
-    voice: str | None = Field(default=None, max_length=64)
+    # OpenAI's own voice names, as its API takes them; the miners' voices are for /api/v1/tts.
+    voice: OpenAIVoice | None = None
     response_format: Literal["wav"] | None = None
     speed: float | None = Field(default=None, ge=0.25, le=4.0)  # accepted, not used
     instructions: str | None = Field(default=None, max_length=4096)  # accepted, not used
@@ -199,7 +200,7 @@ async def _speech(request: web.Request) -> web.StreamResponse:
     job = parse_model(SpeechRequest, await read_json_body(request, context.limits.max_json_bytes))
     input: dict[str, Any] = {"text": job.input, "model": job.model}
     if job.voice is not None:
-        input["openai_voice" if job.voice.lower() in OPENAI_VOICES else "voice"] = job.voice
+        input["openai_voice"] = job.voice  # recorded; the miner speaks in its default voice
     accepted = await intake._submit(request, client, key, "tts", "normal", input)
     task_id = _task_id(accepted)
     result, provisional = await _answer(request, task_id)

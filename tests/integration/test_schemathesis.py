@@ -73,6 +73,7 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
             timeout=240,
             check=False,
         )
+        (tmp_path / "schemathesis.out").write_text(run.stdout + run.stderr)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
         # Every operation of the document was tested.
         selected = re.search(r"Selected: (\d+)/(\d+)", run.stdout)
