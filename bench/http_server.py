@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from events.kafka_logging import configure_kafka_logging
 from miners.client import MinerClient
 from miners.directory import CAPABILITIES, MinerInfo
 from miners.identity import Identity
@@ -230,6 +231,7 @@ if __name__ == "__main__":
     # The collector as every `taskledger` command runs it (taskledger/cli.py), so that
     # these processes measure what `taskledger serve` does.
     tune_collector()
+    configure_kafka_logging()
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)

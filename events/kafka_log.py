@@ -114,26 +114,6 @@ logger = logging.getLogger(__name__)
 _LOG_CHECKPOINT = "log-checkpoint/"
 
 
-class _FencedTransactionNoise(logging.Filter):
-    """Log a fenced producer's unawaited futures in one line, without their traceback.
-
-    A fenced aiokafka producer fails futures that nobody awaits (the writer learns of the
-    fence from the call that failed), and asyncio logs each with its traceback when it is
-    collected. Formatting tracebacks from inside the collector, while another traceback is
-    being formatted, corrupts the ast module's recursion counter on Python 3.11.7 ("AST
-    constructor recursion depth mismatch"); every later traceback in the process then fails
-    to format, and so does any later import that pytest rewrites.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], ProducerFenced):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-logging.getLogger("asyncio").addFilter(_FencedTransactionNoise())
-
 DEFAULT_PARTITIONS = 6
 _TOPIC_ALREADY_EXISTS = 36
 _MAX_GROUP = 500

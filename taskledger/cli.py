@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from events.kafka_logging import configure_kafka_logging
 from taskledger.collector import tune_collector
 from taskledger.settings import Settings, SettingsError, from_environment
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if arguments.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    configure_kafka_logging(verbose=arguments.verbose)
     handler: Any = arguments.handler
     tune_collector()
     try:

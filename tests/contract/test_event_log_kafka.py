@@ -1,13 +1,13 @@
 """The event log contract against a real Kafka broker, plus what only Kafka needs.
 
-Each test gets its own topics (a fresh prefix), so one broker serves the whole module.
+Each test gets its own topics (a fresh prefix), so the session's one broker serves them all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,15 +23,6 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-contract"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def fresh_prefix() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,15 +32,6 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = [pytest.mark.firestore, pytest.mark.gcs, pytest.mark.kafka, pytest.mark.slow]
 PROJECT = "taskledger-cloud-test"
 KEY = "cloud-test-key"
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-cloud"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(params=["sqlite", "kafka"])

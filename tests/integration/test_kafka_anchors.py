@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,15 +53,6 @@ from tests.unit.test_weights_on_chain import (
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-anchors"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 async def write(log: KafkaEventLog, first: int, count: int) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,15 +31,6 @@ pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
 HOTKEYS = ("hk-a", "hk-b", "hk-c")
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-audit"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

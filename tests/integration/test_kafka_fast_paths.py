@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -29,15 +29,6 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 3
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-fast-paths"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -34,15 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 3
 HOTKEYS = ("hk-a", "hk-b", "hk-c")
 WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-processor"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

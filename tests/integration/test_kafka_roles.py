@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -39,15 +39,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 API_KEY = "roles-client-key-0123456789"
 VALIDATOR = Identity.from_seed(bytes([7]) * 32, "validator")
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-roles"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 class Deployment:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,6 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker.start(tmp_path_factory.mktemp("kafka-system"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_a_url_names_the_broker_the_prefix_and_the_layout() -> None:

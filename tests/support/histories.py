@@ -60,12 +60,15 @@ class Ledger:
         self.actor = actor
         self.states: dict[str, TaskState] = {}
         self.log: list[Envelope] = []
+        # Each task's envelopes too: scanning the whole log per command made long
+        # histories (the Kafka fault test's tens of thousands of tasks) quadratic.
+        self._streams: dict[str, list[Envelope]] = {}
 
     def state(self, task_id: str) -> TaskState:
         return self.states.get(task_id) or TaskState(task_id)
 
     def stream(self, task_id: str) -> list[Envelope]:
-        return [envelope for envelope in self.log if envelope.task_id == task_id]
+        return list(self._streams.get(task_id, ()))
 
     def execute(self, task_id: str, command: Command) -> list[Envelope]:
         """Decide and record; a DomainError propagates and records nothing."""
@@ -94,6 +97,7 @@ class Ledger:
             previous = envelope.hash
         self.states[task_id] = state
         self.log.extend(sealed)
+        self._streams.setdefault(task_id, []).extend(sealed)
         return sealed
 
     def heads(self) -> list[StreamHead]:

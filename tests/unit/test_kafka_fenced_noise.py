@@ -8,7 +8,7 @@ import sys
 import pytest
 from aiokafka.errors import ProducerFenced
 
-import events.kafka_log  # noqa: F401  (installs the filter on the asyncio logger)
+from events.kafka_logging import install_fenced_transaction_filter
 
 
 def _record(error: BaseException) -> logging.LogRecord:
@@ -27,6 +27,7 @@ def _record(error: BaseException) -> logging.LogRecord:
 def test_only_a_fenced_producers_traceback_is_left_out(
     error: BaseException, keeps_traceback: bool
 ) -> None:
+    install_fenced_transaction_filter()
     record = _record(error)
     assert logging.getLogger("asyncio").filter(record)
     assert (record.exc_info is not None) is keeps_traceback
