@@ -7,10 +7,11 @@ event and, where it can be known in advance, no stored file.
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from aggregates import TaskState
 from blobs.port import digest_of
@@ -29,6 +30,7 @@ FORM_OVERHEAD: Final = 64 * 1024
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
 _KEY: Final = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
+FormModel = TypeVar("FormModel", bound=BaseModel)
 
 
 def task_links(task_id: str) -> dict[str, str]:
@@ -101,21 +103,24 @@ async def _submit(
     return _accepted(state, replayed=False)
 
 
-async def transcription(request: web.Request) -> web.Response:
-    context = context_of(request)
-    client = authenticate_client(request)
-    key = idempotency_key(request)
+async def read_audio_form(
+    request: web.Request, form: type[FormModel], texts: Mapping[str, int]
+) -> tuple[bytes, str, FormModel]:
+    """An upload form's audio (field ``file``), its media type and its other fields.
+
+    ``texts`` maps the text fields to their byte limits. A form without audio is a
+    400, fields that are not UTF-8 or do not validate as ``form`` a 400, and a file
+    that is not audio a 415.
+    """
+    limit = context_of(request).limits.max_upload_bytes
     require_form(request)
-    limit = context.limits.max_upload_bytes
     refuse_declared_oversize(request, limit + FORM_OVERHEAD)
-    fields, _ = await read_form(
-        request, files={"file": limit}, texts={"language": 64, "priority": 32}
-    )
+    fields, _ = await read_form(request, files={"file": limit}, texts=texts)
     audio = fields.pop("file", None)
     if audio is None:
         raise ApiError(400, "invalid_request", "the form needs the audio as field 'file'")
     try:
-        form = TranscriptionForm.model_validate(
+        parsed = form.model_validate(
             {name: value.decode("utf-8") for name, value in fields.items()}
         )
     except UnicodeDecodeError:
@@ -125,24 +130,43 @@ async def transcription(request: web.Request) -> web.Response:
     media_type = sniff_audio(audio)
     if media_type is None:
         raise ApiError(415, "unsupported_media_type", "the file is not WAV, FLAC, MP3 or OGG audio")
+    return audio, media_type, parsed
+
+
+async def submit_audio(
+    request: web.Request,
+    client: str,
+    key: str | None,
+    priority: Priority,
+    audio: bytes,
+    media_type: str,
+    fields: Mapping[str, Any],
+) -> web.Response:
+    """A transcription task for the audio: its file stored only when a task is created.
+
+    A repeat of an Idempotency-Key answers with its task, and a key past its quota
+    is refused, before the file is stored, so a refusal leaves no file behind.
+    """
+    context = context_of(request)
     digest = digest_of(audio)
-    input = {
-        "blob": digest,
-        "content_type": media_type,
-        "size": len(audio),
-        "language": form.language,
-    }
+    input = {"blob": digest, "content_type": media_type, "size": len(audio), **fields}
     if key is not None:
-        # A repeat must not store a file its refusal would leave behind.
         existing = await context.handler.load(context.intake.task_id_for(client, key))
         if existing.exists:
-            return _replay(existing, "transcription", form.priority, input)
+            return _replay(existing, "transcription", priority, input)
     if context.client_keys is not None and await context.client_keys.exhausted(client):
-        raise QuotaExceeded(client)  # before the file is stored, not after
+        raise QuotaExceeded(client)
     await context.blobs.put(audio, media_type)
-    return await _submit(
-        request, client, key, "transcription", form.priority, input, blobs=(digest,)
-    )
+    return await _submit(request, client, key, "transcription", priority, input, blobs=(digest,))
+
+
+async def transcription(request: web.Request) -> web.Response:
+    client = authenticate_client(request)
+    key = idempotency_key(request)
+    texts = {"language": 64, "priority": 32}
+    audio, media_type, form = await read_audio_form(request, TranscriptionForm, texts)
+    fields = {"language": form.language}
+    return await submit_audio(request, client, key, form.priority, audio, media_type, fields)
 
 
 async def tts(request: web.Request) -> web.Response:

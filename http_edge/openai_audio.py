@@ -18,19 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from blobs.port import digest_of
-from blobs.sniff import sniff_audio
 from http_edge import intake
 from http_edge.auth import authenticate_client
-from http_edge.bodies import invalid_input, parse_model, read_json_body, refuse_declared_oversize
+from http_edge.bodies import parse_model, read_json_body
 from http_edge.errors import ApiError, as_api_error
-from http_edge.forms import read_form
 from http_edge.keys import context_of
 from http_edge.provisional import PROVISIONAL_HEADER, answer_of, audio_of
 from http_edge.waiting import HOLDS, watch
-from processors.intake import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -142,48 +138,14 @@ def _headers(task_id: str, provisional: bool) -> dict[str, str]:
 
 
 async def _transcriptions(request: web.Request) -> web.StreamResponse:
-    context = context_of(request)
     client = authenticate_client(request)
     key = intake.idempotency_key(request)
-    limit = context.limits.max_upload_bytes
-    refuse_declared_oversize(request, limit + intake.FORM_OVERHEAD)
     texts = dict.fromkeys(("model", "language", "response_format", "temperature"), 64)
-    fields, _ = await read_form(request, files={"file": limit}, texts={**texts, "prompt": 4096})
-    audio = fields.pop("file", None)
-    if audio is None:
-        raise ApiError(400, "invalid_request", "the form needs the audio as field 'file'")
-    try:
-        form = TranscriptionFields.model_validate(
-            {name: value.decode("utf-8") for name, value in fields.items()}
-        )
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_request", "form fields must be UTF-8 text") from None
-    except ValidationError as error:
-        raise invalid_input(error) from None
-    media_type = sniff_audio(audio)
-    if media_type is None:
-        raise ApiError(415, "unsupported_media_type", "the file is not WAV, FLAC, MP3 or OGG audio")
-    digest = digest_of(audio)
-    input = {
-        "blob": digest,
-        "content_type": media_type,
-        "size": len(audio),
-        "language": form.language,
-        "model": form.model,
-    }
-    accepted: web.StreamResponse | None = None
-    if key is not None:
-        # A repeat must not store a file its refusal would leave behind.
-        existing = await context.handler.load(context.intake.task_id_for(client, key))
-        if existing.exists:
-            accepted = intake._replay(existing, "transcription", "normal", input)
-    if accepted is None:
-        if context.client_keys is not None and await context.client_keys.exhausted(client):
-            raise QuotaExceeded(client)  # before the file is stored, not after
-        await context.blobs.put(audio, media_type)
-        accepted = await intake._submit(
-            request, client, key, "transcription", "normal", input, blobs=(digest,)
-        )
+    audio, media_type, form = await intake.read_audio_form(
+        request, TranscriptionFields, {**texts, "prompt": 4096}
+    )
+    fields = {"language": form.language, "model": form.model}
+    accepted = await intake.submit_audio(request, client, key, "normal", audio, media_type, fields)
     task_id = _task_id(accepted)
     result, provisional = await _answer(request, task_id)
     headers = _headers(task_id, provisional)
