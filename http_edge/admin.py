@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
 
 from http_edge.anchor_figures import LogAnchors
 from http_edge.auth import ClientKeys
@@ -15,6 +15,7 @@ from http_edge.key_store import KeyNameTaken, usage_day
 from http_edge.key_store.manage import InvalidKeyRequest, create_key, list_keys
 from http_edge.key_store.registry import KeyRegistry, describe
 from http_edge.keys import CONTEXT, context_of
+from http_edge.schemas import whole_number
 
 _BEARER: Final = "bearer "
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="taskledger-admin"'}
@@ -25,7 +26,7 @@ class NewKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    quota_per_day: StrictInt | None = None
+    quota_per_day: Annotated[StrictInt, BeforeValidator(whole_number)] | None = None
     rate_per_second: StrictFloat | StrictInt | None = None
 
 

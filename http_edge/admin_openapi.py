@@ -24,13 +24,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "A client key: operators only.",
         404: "No such key.",
         409: "A key with this name exists.",
+        408: "The body came too slowly.",
+        413: "Too large.",
+        415: "Not a JSON body (Content-Type: application/json).",
     }
     return {str(s): _object(reasons[s], _ERROR) for s in statuses}
 
 
 _KEY_LIMITS: Final = {
-    "quota_per_day": {"type": ["integer", "null"], "minimum": 0},
-    "rate_per_second": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    # As http_edge.key_store.manage.check_limits enforces them.
+    "quota_per_day": {"type": ["integer", "null"], "minimum": 0, "maximum": 10**12},
+    "rate_per_second": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10**6},
 }
 _KEY_ENTRY: Final = {
     "type": "object",
@@ -70,7 +74,10 @@ def admin_paths() -> dict[str, Any]:
                         }
                     },
                 },
-                "responses": {"201": _object("The new key."), **_errors(400, 401, 403, 409)},
+                "responses": {
+                    "201": _object("The new key."),
+                    **_errors(400, 401, 403, 408, 409, 413, 415),
+                },
             },
             "get": {
                 "summary": "Every client key, never the key itself.",

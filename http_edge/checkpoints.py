@@ -10,13 +10,15 @@ from http_edge.errors import ApiError
 from http_edge.keys import context_of
 
 PAGE: Final = 1000
+# Log positions are signed 64-bit in SQLite and Kafka alike.
+MAX_POSITION: Final = 2**63 - 1
 
 
 async def checkpoints(request: web.Request) -> web.Response:
-    raw = request.query.get("after", "")
-    if raw and not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
-        raise ApiError(400, "invalid_request", "after must be a log position (a whole number)")
-    after = int(raw) if raw else None
+    given = request.query.getall("after", [])
+    if len(given) > 1 or (given and not _is_position(given[0])):
+        raise ApiError(400, "invalid_request", "after must be one log position (a whole number)")
+    after = int(given[0]) if given else None
     log = context_of(request).log
     read = getattr(log, "log_checkpoints", None)
     found = await read(after, PAGE) if read is not None else []
@@ -51,3 +53,7 @@ async def anchors_status(log: object) -> dict[str, Any]:
             "at": latest.at,
         },
     }
+
+
+def _is_position(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION

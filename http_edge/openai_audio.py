@@ -62,6 +62,8 @@ class SpeechRequest(_OpenAIRequest):
 
 
 class TranscriptionFields(_OpenAIRequest):
+    """The form's text fields (their byte limits: ``_TEXTS``)."""
+
     model: str = Field(min_length=1, max_length=200)
     language: str = Field(
         default="en", min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"
@@ -69,6 +71,17 @@ class TranscriptionFields(_OpenAIRequest):
     response_format: Literal["json", "text"] = "json"
     prompt: str | None = Field(default=None, max_length=4096)  # accepted, not used
     temperature: str | None = Field(default=None, max_length=32)  # accepted, not used
+
+
+# Bytes each text field of the transcription form may take: 4 a character of its
+# TranscriptionFields length, as UTF-8 may need.
+_TEXTS: Final = {
+    "model": 4 * 200,
+    "language": 4 * 35,
+    "response_format": 64,
+    "prompt": 4 * 4096,
+    "temperature": 4 * 32,
+}
 
 
 def openai_error(status: int, code: str, message: str, headers: Any = None) -> web.Response:
@@ -140,10 +153,7 @@ def _headers(task_id: str, provisional: bool) -> dict[str, str]:
 async def _transcriptions(request: web.Request) -> web.StreamResponse:
     client = authenticate_client(request)
     key = intake.idempotency_key(request)
-    texts = dict.fromkeys(("model", "language", "response_format", "temperature"), 64)
-    audio, media_type, form = await intake.read_audio_form(
-        request, TranscriptionFields, {**texts, "prompt": 4096}
-    )
+    audio, media_type, form = await intake.read_audio_form(request, TranscriptionFields, _TEXTS)
     fields = {"language": form.language, "model": form.model}
     accepted = await intake.submit_audio(request, client, key, "normal", audio, media_type, fields)
     task_id = _task_id(accepted)

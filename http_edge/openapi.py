@@ -313,7 +313,7 @@ def _paths() -> dict[str, Any]:
                         "name": "after",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 0},
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                     }
                 ],
                 "responses": {

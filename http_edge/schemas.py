@@ -15,7 +15,7 @@ TaskId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-def _integral(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     # JSON Schema counts 13.0 as an integer, so the contract must too; 13.5 stays refused.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
@@ -46,7 +46,7 @@ class TtsRequest(_Request):
 
 class SummarizationRequest(_Request):
     text: str = Field(min_length=1, max_length=100_000)
-    max_words: Annotated[int, Field(ge=10, le=1000), BeforeValidator(_integral)] | None = None
+    max_words: Annotated[int, Field(ge=10, le=1000), BeforeValidator(whole_number)] | None = None
     priority: Priority = "normal"
 
 

@@ -1,4 +1,4 @@
-"""schemathesis hooks (``SCHEMATHESIS_HOOKS``): btauth/1 signatures and the admin key.
+"""schemathesis hooks (``SCHEMATHESIS_HOOKS``): btauth/1 signatures for the peer operations.
 
 The operations miners and validators call are signed as `taskledger dev`'s own
 reference miner and validator (their wallets in ``TASKLEDGER_DATA_DIR``), so the
@@ -22,7 +22,6 @@ from miners.identity import Identity
 
 _MINER_PATHS = ("/api/v1/miner/",)
 _PEER_PATHS = (*_MINER_PATHS, "/api/v1/validator/", "/api/v1/blobs/")
-_OPERATOR_PATHS = ("/api/v1/admin/", "/dashboard")
 
 
 @functools.cache
@@ -43,11 +42,6 @@ class _Btauth(requests.auth.AuthBase):
         return request
 
 
-@functools.cache
-def _admin_key() -> str:
-    return (Path(os.environ["TASKLEDGER_DATA_DIR"]) / "admin-key").read_text().strip()
-
-
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     # Only a case that carries the security header is meant to be authenticated; one
@@ -56,8 +50,3 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if path.startswith(_PEER_PATHS) and http_auth.HEADER_SIGNATURE in (case.headers or {}):
         name = "dev-miner-0" if path.startswith(_MINER_PATHS) else "dev-validator"
         kwargs["auth"] = _Btauth(_identity(name))
-    # The operators' operations are called with dev's admin key instead of the client key
-    # (a client key there is a 403, which tells the fuzzer nothing about them).
-    headers = kwargs.get("headers") or {}
-    if path.startswith(_OPERATOR_PATHS) and "Authorization" in headers:
-        kwargs["headers"] = {**headers, "Authorization": f"Bearer {_admin_key()}"}
