@@ -250,14 +250,16 @@ async def _held(url: str, key: str, pid: int, held: int, *, created: bool) -> di
                 answered.append(response.status)
 
         requests = [asyncio.create_task(one(index)) for index in range(held)]
-        # Until every request is held (or some came back early), then let it settle.
-        deadline = time.monotonic() + 60
-        count = 0
-        while time.monotonic() < deadline:
-            count = await _held_now(url, session)
-            if count >= held or any(t.done() for t in requests):
-                break
+        # Until every request is held, or the count stops growing, then let it settle.
+        deadline = time.monotonic() + 90
+        count, grew_at = 0, time.monotonic()
+        while time.monotonic() < deadline and count < held:
             await asyncio.sleep(0.5)
+            now_held = await _held_now(url, session)
+            if now_held > count:
+                count, grew_at = now_held, time.monotonic()
+            elif time.monotonic() - grew_at > 5:
+                break
         await asyncio.sleep(1.0)
         during = _rss_mib(pid)
         early = sum(1 for t in requests if t.done())
@@ -265,7 +267,8 @@ async def _held(url: str, key: str, pid: int, held: int, *, created: bool) -> di
             task.cancel()
         await asyncio.gather(*requests, return_exceptions=True)
     extra = max(0.0, during - before)
-    per_request_kib = extra * 1024 / max(1, held)
+    # What the held requests cost, each: divided by those the edge really held.
+    per_request_kib = extra * 1024 / max(1, count)
     return {
         "held": held,
         "held_seen": count,

@@ -188,6 +188,8 @@ async def main(
         peer_rate_per_second=1_000_000.0,
         peer_rate_burst=1_000_000,
         allow_private_miners=True,
+        # Sized for the load, as the rates above: bench answers holds 10,000 waits at once.
+        max_connections=100_000,
     )
     if role == "peers":
         assert miners_file is not None, "--role peers writes the --miners-file"
