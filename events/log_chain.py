@@ -20,7 +20,7 @@ The text that is signed is fixed by the API contract (:func:`checkpoint_message`
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from events.codec import GENESIS_HASH
@@ -92,22 +92,10 @@ class Checkpoint:
     def from_document(cls, document: object) -> Checkpoint:
         if not isinstance(document, dict):
             raise MalformedProof(f"a checkpoint is a JSON object, not {type(document).__name__}")
-        fields = _typed(
-            document,
-            {
-                "log": str,
-                "partition": int,
-                "position": int,
-                "events": int,
-                "log_hash": str,
-                "at": str,
-                "proxy_hotkey": str,
-                "signature": str,
-            },
-        )
-        if not _is_digest(fields["log_hash"]):
+        values = _typed(document, cls)
+        if not _is_digest(values["log_hash"]):
             raise MalformedProof("log_hash is not a SHA-256 hex digest")
-        return cls(**fields)
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,28 +118,25 @@ class Receipt:
     def from_document(cls, document: object) -> Receipt:
         if not isinstance(document, dict):
             raise MalformedProof(f"a receipt is a JSON object, not {type(document).__name__}")
-        fields = _typed(
-            document,
-            {
-                "task_id": str,
-                "sequence": int,
-                "event_hash": str,
-                "proxy_hotkey": str,
-                "signature": str,
-            },
-        )
-        return cls(**fields)
+        values = _typed(document, cls)
+        return cls(**values)
 
 
-def _typed(document: dict[str, Any], shape: dict[str, type]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name, kind in shape.items():
-        value = document.get(name)
+# The JSON types of the proofs' fields, by the annotation each field carries.
+_JSON_TYPES: dict[str, type] = {"str": str, "int": int}
+
+
+def _typed(document: dict[str, Any], proof: type) -> dict[str, Any]:
+    """The proof's fields from ``document``, each of the type its dataclass declares."""
+    values: dict[str, Any] = {}
+    for field in fields(proof):
+        kind = _JSON_TYPES[str(field.type)]
+        value = document.get(field.name)
         # bool is an int to Python, never to the contract.
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise MalformedProof(f"field {name!r} must be {kind.__name__}, got {value!r}")
-        fields[name] = value
-    return fields
+            raise MalformedProof(f"field {field.name!r} must be {kind.__name__}, got {value!r}")
+        values[field.name] = value
+    return values
 
 
 def _is_digest(text: str) -> bool:
