@@ -14,6 +14,7 @@ from pathlib import Path
 from miners.work.speech import synthesize
 from taskledger.dev import free_port
 from tests.support.dev_process import start_dev, wait_healthy
+from tests.support.json_stream import documents
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,18 +23,6 @@ def walkthrough() -> str:
     text = README.read_text()
     section = text.split("## Quick start with curl", 1)[1]
     return re.search(r"```sh\n(.*?)```", section, re.DOTALL).group(1)  # type: ignore[union-attr]
-
-
-def documents(output: str) -> list[dict[str, object]]:
-    """curl prints each answer without a newline: split the stream of JSON documents."""
-    decoder, found, index = json.JSONDecoder(), [], 0
-    while index < len(output):
-        if output[index].isspace():
-            index += 1
-            continue
-        document, index = decoder.raw_decode(output, index)
-        found.append(document)
-    return found
 
 
 def test_the_readme_walkthrough_works_as_written(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ and `taskledger submit`."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import pytest
 from miners.work.speech import synthesize
 from taskledger.dev import free_port
 from tests.support.dev_process import start_dev, wait_healthy
+from tests.support.json_stream import documents
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +27,6 @@ def blocks(language: str) -> list[str]:
     text = README.read_text()
     section = text.split("## Answers first", 1)[1].split("\n## ", 1)[0]
     return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
-
-
-def documents(output: str) -> list[dict[str, object]]:
-    decoder, found, index = json.JSONDecoder(), [], 0
-    while index < len(output):
-        if output[index].isspace():
-            index += 1
-            continue
-        document, index = decoder.raw_decode(output, index)
-        found.append(document)
-    return found
 
 
 def test_the_answers_first_section_works_as_written(tmp_path: Path) -> None:
