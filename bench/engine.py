@@ -25,7 +25,8 @@ from typing import Any
 from bench.accountability import checkpointer_for, until_folded
 from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler, CommandRequest
+from processors.command_core import CommandRequest
+from processors.commands import CommandHandler
 from processors.projection_runner import ProjectionProcess
 from projections import CONSUMER
 from projections.sqlite_store import SqliteReadModelStore

@@ -28,8 +28,9 @@ from aiokafka.errors import KafkaError
 from aggregates import Command, TaskState, fold
 from events import Envelope
 from events.kafka_log import KafkaEventLog
+from processors.command_core import Outcome
 from processors.command_replies import CommandReply, NoReply
-from processors.commands import Outcome, new_id
+from processors.commands import new_id
 from processors.kafka_runtime import AnyCommand, CommandPublisher, KafkaCommandProcessor
 from processors.ledger_commands import RecordLedgerEvent
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from aggregates import Command, TaskState
-from processors.commands import Outcome
+from processors.command_core import Outcome
 
 
 class TaskCommands(Protocol):

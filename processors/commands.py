@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
-from aggregates import Command, DomainError, TaskState, decide_evolved, evolve, fold
-from events import GENESIS_HASH, Envelope, Event, EventLog, StaleVersion, seal_run, to_data
+from aggregates import Command, DomainError, TaskState, evolve
+from events import Envelope, Event, EventLog, StaleVersion, seal_run, to_data
 from events.log import append_many
+from processors.command_core import (
+    CommandRequest,
+    Outcome,
+    TaskHead,
+    TaskHeads,
+    decide_and_seal,
+    head_of,
+)
 
 
 def utc_now() -> datetime:
@@ -83,32 +89,7 @@ def seal_events(
     after = (state.version, head_hash)
     for event in events:
         state = evolve(state, event, at)
-    sealed = seal_decided(
-        task_id,
-        after,
-        events,
-        at=at,
-        actor=actor,
-        ids=ids,
-        causation_id=causation_id,
-        correlation_id=correlation_id,
-    )
-    return state, sealed
-
-
-def seal_decided(
-    task_id: str,
-    after: tuple[int, str],
-    events: Sequence[Event],
-    *,
-    at: datetime,
-    actor: str,
-    ids: Callable[[], str],
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> list[Envelope]:
-    """Seal events onto the stream's hash chain after ``after``, its (sequence, hash)."""
-    return seal_run(
+    sealed = seal_run(
         task_id=task_id,
         after=after,
         payloads=[(ids(), event.TYPE, event.VERSION, to_data(event)) for event in events],
@@ -117,28 +98,7 @@ def seal_decided(
         causation_id=causation_id,
         correlation_id=correlation_id or task_id,
     )
-
-
-# Records made for every command are named tuples: as immutable as a frozen
-# dataclass, and built without a call to object.__setattr__ per field.
-class Outcome(NamedTuple):
-    state: TaskState
-    events: tuple[Envelope, ...]
-
-
-class CommandRequest(NamedTuple):
-    """One command for one task, as :meth:`CommandHandler.execute_many` takes it."""
-
-    task_id: str
-    command: Command
-    actor: str
-    causation_id: str | None = None
-    correlation_id: str | None = None
-
-
-class _Head(NamedTuple):
-    state: TaskState
-    hash: str
+    return state, sealed
 
 
 @dataclass(slots=True)
@@ -146,8 +106,8 @@ class _Decided:
     """One task's share of a batch, decided on one head, waiting for its append."""
 
     task_id: str
-    head: _Head
-    state: TaskState
+    base: TaskHead  # the head decided on: the append expects its version
+    head: TaskHead  # the head after the share's events so far
     sealed: list[Envelope]
     results: dict[int, Outcome | Exception]
 
@@ -171,15 +131,14 @@ class CommandHandler:
     ) -> None:
         self._log = log
         self._ids = ids
-        self._cache: OrderedDict[str, _Head] = OrderedDict()
-        self._cache_size = cache_size
+        self._heads = TaskHeads(cache_size)
         self._attempts = attempts
         self._max_batch = max_batch
         self._pending: list[tuple[CommandRequest, asyncio.Future[Outcome]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def load(self, task_id: str) -> TaskState:
-        head = self._cached(task_id)
+        head = self._heads.get(task_id)
         return (head or await self._read_head(task_id)).state
 
     async def execute(
@@ -248,7 +207,7 @@ class CommandHandler:
             decided: list[_Decided] = []
             again: list[str] = []
             for task_id in waiting:
-                head = None if task_id in fresh else self._cached(task_id)
+                head = None if task_id in fresh else self._heads.get(task_id)
                 cached = head is not None
                 if head is None:
                     head = await self._read_head(task_id)
@@ -266,19 +225,19 @@ class CommandHandler:
                 try:
                     outcomes = await append_many(
                         self._log,
-                        [(d.task_id, d.head.state.version, d.sealed) for d in decided],
+                        [(d.task_id, d.base.state.version, d.sealed) for d in decided],
                     )
                 except Exception as error:  # nothing of this append was written
                     for share in decided:
-                        self._cache.pop(share.task_id, None)
+                        self._heads.forget(share.task_id)
                         results.update(dict.fromkeys(share.results, error))
                     outcomes = []
                 for share, outcome in zip(decided, outcomes, strict=False):
                     if outcome is None:
-                        self._remember(share.task_id, _Head(share.state, share.sealed[-1].hash))
+                        self._heads.remember(share.task_id, share.head)
                         results.update(share.results)
                     elif isinstance(outcome, StaleVersion):
-                        self._cache.pop(share.task_id, None)
+                        self._heads.forget(share.task_id)
                         fresh.add(share.task_id)
                         again.append(share.task_id)
                     else:
@@ -291,62 +250,35 @@ class CommandHandler:
     def _decide(
         self,
         task_id: str,
-        head: _Head,
+        head: TaskHead,
         cached: bool,
         requests: Sequence[CommandRequest],
         indices: list[int],
     ) -> _Decided | None:
         """Decide and seal the requests at ``indices`` in order; None: look at the log again."""
-        share = _Decided(task_id, head, head.state, [], {})
-        previous = head.hash
+        share = _Decided(task_id, head, head, [], {})
         for index in indices:
-            request = requests[index]
-            command = request.command
             try:
-                decision = decide_evolved(share.state, command)
+                after, sealed = decide_and_seal(share.head, requests[index], self._ids)
             except DomainError as refused:
                 if cached:
                     return None
                 share.results[index] = refused
                 continue
-            if not decision.events:
+            if not sealed:
                 if cached:
                     return None  # nothing to do here may mean a stale head: look again
-                share.results[index] = Outcome(share.state, ())
+                share.results[index] = Outcome(share.head.state, ())
                 continue
-            sealed = seal_decided(
-                task_id,
-                (share.state.version, previous),
-                decision.events,
-                at=command.now,
-                actor=request.actor,
-                ids=self._ids,
-                causation_id=request.causation_id,
-                correlation_id=request.correlation_id,
-            )
-            share.state = decision.state
-            previous = sealed[-1].hash
+            share.head = after
             share.sealed += sealed
-            share.results[index] = Outcome(share.state, tuple(sealed))
+            share.results[index] = Outcome(after.state, tuple(sealed))
         return share
 
-    def _cached(self, task_id: str) -> _Head | None:
-        """The task's head as last seen here, which may be stale."""
-        cached = self._cache.get(task_id)
-        if cached is not None:
-            self._cache.move_to_end(task_id)
-        return cached
-
-    async def _read_head(self, task_id: str) -> _Head:
+    async def _read_head(self, task_id: str) -> TaskHead:
         """The task's head as the log has it now."""
         stream = await self._log.read_stream(task_id)
-        head = _Head(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
+        head = head_of(task_id, stream)
         if stream:
-            self._remember(task_id, head)
+            self._heads.remember(task_id, head)
         return head
-
-    def _remember(self, task_id: str, head: _Head) -> None:
-        self._cache[task_id] = head
-        self._cache.move_to_end(task_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)

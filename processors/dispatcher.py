@@ -11,8 +11,8 @@ from datetime import datetime
 
 from aggregates import DistributeTask, DomainError, TaskState, fold
 from events import PRIORITY_RANK, Batch, Envelope, EventLog
+from processors.command_core import Outcome
 from processors.command_port import TaskCommands
-from processors.commands import Outcome
 from processors.pool import MinerPool
 from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings

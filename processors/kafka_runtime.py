@@ -88,8 +88,9 @@ from events.kafka_log import (
     WriterFenced,
 )
 from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
+from processors.command_core import Outcome
 from processors.command_replies import CommandReply, NoReply
-from processors.commands import Outcome, new_id, seal_events
+from processors.commands import new_id, seal_events
 from processors.dispatcher import NAME as DISPATCHER
 from processors.ledger_commands import RecordLedgerEvent
 from projections.status_document import status_document

@@ -15,8 +15,8 @@ from blobs.port import BlobStore
 from events import MinerAssigned, MinerAssignment, TaskDistributed, format_time, payload_of
 from miners.client import Accepted, Answered, MinerReply, Refused
 from miners.directory import MinerInfo
+from processors.command_core import Outcome
 from processors.command_port import TaskCommands
-from processors.commands import Outcome
 from processors.pool import MinerPool
 from processors.results import InvalidResult, normalise_result
 from processors.selection import MinerSelector

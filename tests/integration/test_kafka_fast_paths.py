@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
 from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed
 from processors.command_bus import KafkaCommandBus
-from processors.commands import Outcome
+from processors.command_core import Outcome
 from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
 from processors.status_topic import StatusTopicFeed
 from tests.contract.event_log_contract import chain

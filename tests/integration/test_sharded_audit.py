@@ -15,7 +15,8 @@ import pytest
 
 from bench.workload import lifecycle
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler, CommandRequest
+from processors.command_core import CommandRequest
+from processors.commands import CommandHandler
 from projections.audit import AuditReport, Violation, audit_log
 from projections.audit_shards import ShardedLog, audit_in_shards
 from taskledger.inspect_log import SHARDED_AUDIT_FROM

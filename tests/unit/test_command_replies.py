@@ -12,12 +12,12 @@ from aggregates import (
     DomainError,
     IllegalTransition,
     TaskState,
-    decide,
     fold,
 )
 from events import GENESIS_HASH, Envelope
+from processors.command_core import CommandRequest, TaskHead, decide_and_seal
 from processors.command_replies import CommandReply
-from processors.commands import new_id, seal_events
+from processors.commands import new_id
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TASK = "00000000-0000-4000-8000-0000000000aa"
@@ -34,10 +34,10 @@ def created() -> tuple[TaskState, list[Envelope]]:
         miner_timeout_seconds=30.0,
         now=NOW,
     )
-    empty = fold(TASK, [])
-    return seal_events(
-        TASK, empty, GENESIS_HASH, decide(empty, command), at=NOW, actor="c", ids=new_id
+    head, sealed = decide_and_seal(
+        TaskHead(fold(TASK, []), GENESIS_HASH), CommandRequest(TASK, command, "c"), new_id
     )
+    return head.state, sealed
 
 
 def test_an_outcome_comes_back_with_its_state_and_sealed_events() -> None:

@@ -23,7 +23,8 @@ from aggregates import (
 from bench.workload import lifecycle
 from events import GENESIS_HASH, MinerAssignment, format_time, seal, seal_run
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler, CommandRequest, Outcome, new_id
+from processors.command_core import CommandRequest, Outcome
+from processors.commands import CommandHandler, new_id
 from projections.audit import audit_log
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

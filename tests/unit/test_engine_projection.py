@@ -15,7 +15,8 @@ from bench.workload import lifecycle
 from events import Batch, Envelope
 from events.sqlite_connect import open_wal
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler, CommandRequest
+from processors.command_core import CommandRequest
+from processors.commands import CommandHandler
 from processors.projection_runner import ProjectionProcess, follow_log_file
 from projections import CONSUMER, MinerStats, Projector
 from projections.miner_stats import MinerTally
