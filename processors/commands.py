@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aggregates import Command, DomainError, TaskState, evolve
-from events import Envelope, Event, EventLog, StaleVersion, seal_run, to_data
+from aggregates import Command, DomainError, TaskState
+from events import Envelope, EventLog, StaleVersion
 from events.log import append_many
 from processors.command_core import (
     CommandRequest,
@@ -71,34 +71,6 @@ os.register_at_fork(after_in_child=_pool.forget)
 def new_id() -> str:
     """A random (version 4) UUID, spelled as ``str(uuid.uuid4())`` spells it."""
     return _pool.take()
-
-
-def seal_events(
-    task_id: str,
-    state: TaskState,
-    head_hash: str,
-    events: Sequence[Event],
-    *,
-    at: datetime,
-    actor: str,
-    ids: Callable[[], str],
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> tuple[TaskState, list[Envelope]]:
-    """Fold decided events into the state and seal each onto the stream's hash chain."""
-    after = (state.version, head_hash)
-    for event in events:
-        state = evolve(state, event, at)
-    sealed = seal_run(
-        task_id=task_id,
-        after=after,
-        payloads=[(ids(), event.TYPE, event.VERSION, to_data(event)) for event in events],
-        occurred_at=at,
-        actor=actor,
-        causation_id=causation_id,
-        correlation_id=correlation_id or task_id,
-    )
-    return state, sealed
 
 
 @dataclass(slots=True)

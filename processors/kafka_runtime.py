@@ -50,10 +50,9 @@ import contextlib
 import logging
 import signal
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -72,10 +71,8 @@ from aggregates import (
     RecordFailure,
     RecordResponse,
     TaskState,
-    decide,
-    fold,
 )
-from events import GENESIS_HASH, Envelope, LogUnavailable, canonical
+from events import GENESIS_HASH, LogUnavailable, canonical
 from events.codec import decode
 from events.envelope import seal
 from events.kafka_log import (
@@ -88,9 +85,17 @@ from events.kafka_log import (
     WriterFenced,
 )
 from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
-from processors.command_core import Outcome
+from processors.command_core import (
+    CommandRequest,
+    Outcome,
+    TaskHead,
+    TaskHeads,
+    UnsealableEvents,
+    decide_and_seal,
+    head_of,
+)
 from processors.command_replies import CommandReply, NoReply
-from processors.commands import new_id, seal_events
+from processors.commands import new_id
 from processors.dispatcher import NAME as DISPATCHER
 from processors.ledger_commands import RecordLedgerEvent
 from projections.status_document import status_document
@@ -132,56 +137,54 @@ class PoisonCommand(ValueError):
     """A record on the commands topic that is not a command this processor can run."""
 
 
-@dataclass(frozen=True, slots=True)
-class CommandMessage:
-    """One command as it travels on ``<prefix>.commands``."""
+def encode_command(request: CommandRequest) -> bytes:
+    """A command as it travels on ``<prefix>.commands`` (it must have its ``command_id``)."""
+    name = type(request.command).__name__
+    return canonical(
+        {
+            "id": command_id_of(request),
+            "task_id": request.task_id,
+            "actor": request.actor,
+            "correlation_id": request.correlation_id,
+            "causation_id": request.causation_id,
+            "type": name,
+            "command": _ADAPTERS[name].dump_python(request.command, mode="json"),
+        }
+    )
 
-    command_id: str
-    task_id: str
-    actor: str
-    command: AnyCommand
-    correlation_id: str | None = None
-    causation_id: str | None = None
 
-    def encode(self) -> bytes:
-        name = type(self.command).__name__
-        return canonical(
-            {
-                "id": self.command_id,
-                "task_id": self.task_id,
-                "actor": self.actor,
-                "correlation_id": self.correlation_id,
-                "causation_id": self.causation_id,
-                "type": name,
-                "command": _ADAPTERS[name].dump_python(self.command, mode="json"),
-            }
+def decode_command(raw: bytes | None) -> CommandRequest:
+    """The command a record of ``<prefix>.commands`` carries; PoisonCommand if none."""
+    if raw is None:
+        raise PoisonCommand("a record without a value")
+    try:
+        fields = decode(raw)
+        adapter = _ADAPTERS.get(fields["type"])
+        if adapter is None:
+            raise PoisonCommand(f"unknown command type {fields['type']!r}")
+        command = adapter.validate_python(fields["command"])
+        request = CommandRequest(
+            task_id=str(fields["task_id"]),
+            command=command,
+            actor=str(fields["actor"]),
+            causation_id=fields.get("causation_id"),
+            correlation_id=fields.get("correlation_id"),
+            command_id=str(fields["id"]),
         )
+    except PoisonCommand:
+        raise
+    except (ValueError, TypeError, KeyError, ValidationError) as error:
+        raise PoisonCommand(f"undecodable command: {error}") from error
+    if command.now.tzinfo is None:
+        raise PoisonCommand("command time without a timezone")
+    return request
 
-    @classmethod
-    def decode(cls, raw: bytes | None) -> CommandMessage:
-        if raw is None:
-            raise PoisonCommand("a record without a value")
-        try:
-            fields = decode(raw)
-            adapter = _ADAPTERS.get(fields["type"])
-            if adapter is None:
-                raise PoisonCommand(f"unknown command type {fields['type']!r}")
-            command = adapter.validate_python(fields["command"])
-            message = cls(
-                command_id=str(fields["id"]),
-                task_id=str(fields["task_id"]),
-                actor=str(fields["actor"]),
-                command=command,
-                correlation_id=fields.get("correlation_id"),
-                causation_id=fields.get("causation_id"),
-            )
-        except PoisonCommand:
-            raise
-        except (ValueError, TypeError, KeyError, ValidationError) as error:
-            raise PoisonCommand(f"undecodable command: {error}") from error
-        if command.now.tzinfo is None:
-            raise PoisonCommand("command time without a timezone")
-        return message
+
+def command_id_of(request: CommandRequest) -> str:
+    """The id a command travels under: every command on Kafka has one."""
+    if request.command_id is None:
+        raise PoisonCommand(f"a command for {request.task_id} without an id")
+    return request.command_id
 
 
 class CommandPublisher:
@@ -216,16 +219,16 @@ class CommandPublisher:
         correlation_id: str | None = None,
         causation_id: str | None = None,
     ) -> str:
-        message = CommandMessage(
-            command_id or new_id(), task_id, actor, command, correlation_id, causation_id
+        request = CommandRequest(
+            task_id, command, actor, causation_id, correlation_id, command_id or new_id()
         )
         await self._producer.send_and_wait(
             self._log.topics.commands,
-            value=message.encode(),
+            value=encode_command(request),
             key=task_id.encode(),
             partition=self._log.partition_of(task_id),
         )
-        return message.command_id
+        return command_id_of(request)
 
 
 class DistributesAtCreation(Protocol):
@@ -236,18 +239,12 @@ class DistributesAtCreation(Protocol):
     def distributed_at_creation(self, command: DistributeTask, outcome: Outcome | None) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _LocalCommand:
-    """A command from this process for a partition it owns, and whoever waits for it."""
+class _AwaitedReply(NamedTuple):
+    """A command from this process for a partition it owns, and the future its sender
+    awaits: the reply address of a command that never crosses the broker."""
 
-    message: CommandMessage
+    request: CommandRequest
     answer: asyncio.Future[CommandReply]
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    state: TaskState
-    hash: str
 
 
 @dataclass
@@ -256,7 +253,7 @@ class _Plan:
 
     appends: list[PendingAppend] = field(default_factory=list)
     records: list[OutRecord] = field(default_factory=list)
-    states: dict[str, _Known] = field(default_factory=dict)
+    heads: dict[str, TaskHead] = field(default_factory=dict)
     answers: list[tuple[asyncio.Future[CommandReply], CommandReply]] = field(default_factory=list)
     # Distributions decided with their task's creation, and their outcomes (see
     # KafkaCommandProcessor.distributor), told to the dispatcher once the transaction ends.
@@ -321,11 +318,11 @@ class KafkaCommandProcessor:
         self._consumer: Any = None
         self._writers: dict[int, StreamWriter] = {}
         self._next: dict[int, int] = {}
-        self._known: dict[int, OrderedDict[str, _Known]] = {}
+        self._heads: dict[int, TaskHeads] = {}
         # Partitions whose writer a newer owner fenced: left alone until the next rebalance,
         # or two processes would take a partition from each other in turn.
         self._fenced: set[int] = set()
-        self._local: dict[int, list[_LocalCommand]] = {}
+        self._local: dict[int, list[_AwaitedReply]] = {}
         self._local_waiting = asyncio.Event()
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -348,9 +345,9 @@ class KafkaCommandProcessor:
         partition = self.log.partition_of(task_id)
         if self._stopping.is_set() or partition not in self._writers:
             return None
-        message = CommandMessage(new_id(), task_id, actor, command, correlation_id, causation_id)
+        request = CommandRequest(task_id, command, actor, causation_id, correlation_id, new_id())
         answer: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
-        self._local.setdefault(partition, []).append(_LocalCommand(message, answer))
+        self._local.setdefault(partition, []).append(_AwaitedReply(request, answer))
         self._local_waiting.set()
         return answer
 
@@ -487,7 +484,7 @@ class KafkaCommandProcessor:
             self._fenced.add(partition)
             return
         self._writers[partition] = writer
-        self._known[partition] = OrderedDict()
+        self._heads[partition] = TaskHeads(self._cache_size)
         await self._rewind(tp)
 
     async def _rewind(self, tp: TopicPartition) -> None:
@@ -512,7 +509,7 @@ class KafkaCommandProcessor:
                 writer = self._writers.pop(tp.partition, None)
                 if writer is not None:
                     await writer.stop()
-                self._known.pop(tp.partition, None)
+                self._heads.pop(tp.partition, None)
                 self._next.pop(tp.partition, None)
             self._drop_local([tp.partition for tp in revoked], "the partition moved on")
             await self._lead(LEADER_PARTITION in self._writers)
@@ -520,7 +517,7 @@ class KafkaCommandProcessor:
     # -- processing -----------------------------------------------------------------------
 
     async def _process(
-        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_LocalCommand] = ()
+        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_AwaitedReply] = ()
     ) -> None:
         """One partition's share of a poll, as one transaction (the caller holds the lock)."""
         try:
@@ -533,15 +530,15 @@ class KafkaCommandProcessor:
                 answer.set_result(reply)
         self._fail_local(local, "its partition is not owned here any more")
 
-    def _fail_local(self, local: Sequence[_LocalCommand], reason: str) -> None:
+    def _fail_local(self, local: Sequence[_AwaitedReply], reason: str) -> None:
         for command in local:
             if not command.answer.done():
                 command.answer.set_exception(
-                    NoReply(f"command {command.message.command_id}: {reason}")
+                    NoReply(f"command {command.request.command_id}: {reason}")
                 )
 
     async def _transact(
-        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_LocalCommand]
+        self, tp: TopicPartition, records: Sequence[Any], local: Sequence[_AwaitedReply]
     ) -> list[tuple[asyncio.Future[CommandReply], CommandReply]]:
         """Decide and commit; the answers to the local commands once committed."""
         writer = self._writers.get(tp.partition)
@@ -571,7 +568,7 @@ class KafkaCommandProcessor:
                 await self._lead(LEADER_PARTITION in self._writers)
                 return []
             if all(outcome is None for outcome in outcomes):
-                self._remember(tp.partition, plan.states)
+                self._remember(tp.partition, plan.heads)
                 if records:
                     self._next[tp.partition] = offsets[tp]
                 self.stats.commands += len(records) + len(local)
@@ -581,7 +578,7 @@ class KafkaCommandProcessor:
                 return plan.answers
             # The writer's heads disagree with what was decided on: decide again.
             logger.warning("partition %d: stale state (%s)", tp.partition, outcomes)
-            self._known[tp.partition] = OrderedDict()
+            self._heads[tp.partition] = TaskHeads(self._cache_size)
             if attempt:
                 raise next(o for o in outcomes if o is not None)
         return []
@@ -612,7 +609,7 @@ class KafkaCommandProcessor:
         """After a failed or unknown transaction: new producer, heads and offset re-read."""
         logger.warning("partition %d: transaction failed (%s); recovering", tp.partition, failed)
         self.stats.recoveries += 1
-        self._known[tp.partition] = OrderedDict()
+        self._heads[tp.partition] = TaskHeads(self._cache_size)
         deadline = time.monotonic() + self._recovery_seconds
         while True:
             try:
@@ -631,7 +628,7 @@ class KafkaCommandProcessor:
                 await asyncio.sleep(0.5)
 
     async def _plan(
-        self, partition: int, records: Sequence[Any], local: Sequence[_LocalCommand] = ()
+        self, partition: int, records: Sequence[Any], local: Sequence[_AwaitedReply] = ()
     ) -> _Plan:
         plan = _Plan()
         try:
@@ -642,68 +639,73 @@ class KafkaCommandProcessor:
         return plan
 
     async def _plan_commands(
-        self, plan: _Plan, partition: int, records: Sequence[Any], local: Sequence[_LocalCommand]
+        self, plan: _Plan, partition: int, records: Sequence[Any], local: Sequence[_AwaitedReply]
     ) -> None:
         topics = self.log.topics
         for record in records:
-            message: CommandMessage | None = None
+            request: CommandRequest | None = None
             try:
-                message = CommandMessage.decode(record.value)
-                if self.log.partition_of(message.task_id) != partition:
-                    raise PoisonCommand(f"task {message.task_id} belongs to another partition")
-                reply = await self._decide(plan, partition, message)
+                request = decode_command(record.value)
+                if self.log.partition_of(request.task_id) != partition:
+                    raise PoisonCommand(f"task {request.task_id} belongs to another partition")
+                reply = await self._decide(plan, partition, request)
             except PoisonCommand as poison:
                 plan.poisoned += 1
                 plan.records.append(self._dead_letter(record, str(poison)))
-                if message is not None:
+                if request is not None:
                     refusal = InvalidCommand(str(poison))
                     plan.records.append(
-                        self._reply(CommandReply(message.command_id, error=refusal))
+                        self._reply(CommandReply(command_id_of(request), error=refusal))
                     )
                 continue
             plan.records.append(self._reply(reply))
         for command in local:
             try:
-                reply = await self._decide(plan, partition, command.message)
+                reply = await self._decide(plan, partition, command.request)
             except PoisonCommand as poison:
-                reply = CommandReply(command.message.command_id, error=InvalidCommand(str(poison)))
+                reply = CommandReply(
+                    command_id_of(command.request), error=InvalidCommand(str(poison))
+                )
             plan.answers.append((command.answer, reply))
-        for task_id, known in plan.states.items():
+        for task_id, head in plan.heads.items():
             plan.records.append(
                 OutRecord(
                     topics.status,
                     task_id.encode(),
-                    canonical(status_document(known.state)),
+                    canonical(status_document(head.state)),
                     partition,
                 )
             )
 
-    async def _decide(self, plan: _Plan, partition: int, message: CommandMessage) -> CommandReply:
+    async def _decide(self, plan: _Plan, partition: int, request: CommandRequest) -> CommandReply:
         """Decide one command against the state so far, adding its events to the plan."""
-        if isinstance(message.command, RecordLedgerEvent):
-            return await self._decide_ledger(plan, message, message.command)
-        known = plan.states.get(message.task_id) or await self._load(partition, message.task_id)
+        if isinstance(request.command, RecordLedgerEvent):
+            return await self._decide_ledger(plan, request, request.command)
+        replying = command_id_of(request)
+        task_id = request.task_id
+        head = plan.heads.get(task_id) or await self._load(partition, task_id)
         try:
-            decided = decide(known.state, message.command)
+            after, sealed = decide_and_seal(head, request, self._ids)
         except DomainError as refused:
-            logger.info("command %s refused: %s", message.command_id, refused)
+            logger.info("command %s refused: %s", replying, refused)
             plan.rejected += 1
-            return CommandReply(message.command_id, error=refused)
-        if not decided:
-            return CommandReply(message.command_id, known.state)
-        state, sealed = self._seal(known, message, decided)
-        plan.appends.append(PendingAppend(message.task_id, known.state.version, sealed))
-        plan.states[message.task_id] = _Known(state, sealed[-1].hash)
-        if isinstance(message.command, CreateTask) and self.distributor is not None:
-            await self._distribute_at_creation(plan, partition, message, state)
-        return CommandReply(message.command_id, state, tuple(sealed))
+            return CommandReply(replying, error=refused)
+        except UnsealableEvents as error:
+            raise PoisonCommand(f"cannot seal the events: {error}") from error
+        if not sealed:
+            return CommandReply(replying, head.state)
+        plan.appends.append(PendingAppend(task_id, head.state.version, sealed))
+        plan.heads[task_id] = after
+        if isinstance(request.command, CreateTask) and self.distributor is not None:
+            await self._distribute_at_creation(plan, partition, request, after.state)
+        return CommandReply(replying, after.state, tuple(sealed))
 
     async def _decide_ledger(
-        self, plan: _Plan, message: CommandMessage, command: RecordLedgerEvent
+        self, plan: _Plan, request: CommandRequest, command: RecordLedgerEvent
     ) -> CommandReply:
         """One of the proxy's own facts, sealed after its ledger stream's head: no task, no
         status document; refused (as a poison command) unless the ledger knows its type."""
-        stream_id = message.task_id
+        stream_id = request.task_id
         if not is_ledger_stream(stream_id):
             raise PoisonCommand(f"{stream_id} is not a ledger stream")
         head = plan.ledger.get(stream_id)
@@ -718,21 +720,21 @@ class KafkaCommandProcessor:
                 type=command.type,
                 version=command.version,
                 occurred_at=command.now,
-                actor=message.actor,
+                actor=request.actor,
                 data=command.data,
                 prev_hash=head[1],
-                causation_id=message.causation_id or message.command_id,
-                correlation_id=message.correlation_id,
+                causation_id=request.causation_id or request.command_id,
+                correlation_id=request.correlation_id,
             )
             ledger_payload(envelope)
         except (UnknownLedgerEvent, ValueError, TypeError) as error:
             raise PoisonCommand(f"not a ledger event: {error}") from error
         plan.appends.append(PendingAppend(stream_id, head[0], [envelope]))
         plan.ledger[stream_id] = (envelope.sequence, envelope.hash)
-        return CommandReply(message.command_id, events=(envelope,))
+        return CommandReply(command_id_of(request), events=(envelope,))
 
     async def _distribute_at_creation(
-        self, plan: _Plan, partition: int, creation: CommandMessage, created: TaskState
+        self, plan: _Plan, partition: int, creation: CommandRequest, created: TaskState
     ) -> None:
         """The dispatcher's distribution of a task just created, in the same transaction:
         decided as if it had come from the dispatcher later."""
@@ -741,13 +743,13 @@ class KafkaCommandProcessor:
         command = await distributor.distribution_at_creation(created)
         if command is None:
             return
-        message = CommandMessage(
-            new_id(), creation.task_id, DISPATCHER, command, creation.correlation_id
+        request = CommandRequest(
+            creation.task_id, command, DISPATCHER, None, creation.correlation_id, new_id()
         )
         try:
-            reply = await self._decide(plan, partition, message)
+            reply = await self._decide(plan, partition, request)
         except PoisonCommand as poison:
-            reply = CommandReply(message.command_id, error=InvalidCommand(str(poison)))
+            reply = CommandReply(command_id_of(request), error=InvalidCommand(str(poison)))
         if reply.error is not None or reply.state is None:
             distributor.distributed_at_creation(command, None)
             return
@@ -756,24 +758,6 @@ class KafkaCommandProcessor:
     def _reply(self, reply: CommandReply) -> OutRecord:
         """The answer to a command for whoever sent it, in the same transaction."""
         return OutRecord(self.log.topics.replies, reply.command_id.encode(), reply.encode(), 0)
-
-    def _seal(
-        self, known: _Known, message: CommandMessage, decided: Sequence[Any]
-    ) -> tuple[TaskState, list[Envelope]]:
-        try:
-            return seal_events(
-                message.task_id,
-                known.state,
-                known.hash,
-                decided,
-                at=message.command.now,
-                actor=message.actor,
-                ids=self._ids,
-                causation_id=message.causation_id or message.command_id,
-                correlation_id=message.correlation_id,
-            )
-        except (ValueError, TypeError) as error:
-            raise PoisonCommand(f"cannot seal the events: {error}") from error
 
     def _dead_letter(self, record: Any, reason: str) -> OutRecord:
         source = f"{record.topic}:{record.partition}:{record.offset}"
@@ -785,22 +769,16 @@ class KafkaCommandProcessor:
             headers=(("error", reason.encode()[:1000]), ("source", source.encode())),
         )
 
-    async def _load(self, partition: int, task_id: str) -> _Known:
-        cache = self._known.setdefault(partition, OrderedDict())
-        known = cache.get(task_id)
-        if known is not None:
-            cache.move_to_end(task_id)
-            return known
-        stream = await self.log.read_stream(task_id)
-        return _Known(fold(task_id, stream), stream[-1].hash if stream else GENESIS_HASH)
+    async def _load(self, partition: int, task_id: str) -> TaskHead:
+        head = self._heads.setdefault(partition, TaskHeads(self._cache_size)).get(task_id)
+        if head is not None:
+            return head
+        return head_of(task_id, await self.log.read_stream(task_id))
 
-    def _remember(self, partition: int, states: Mapping[str, _Known]) -> None:
-        cache = self._known.setdefault(partition, OrderedDict())
-        for task_id, known in states.items():
-            cache[task_id] = known
-            cache.move_to_end(task_id)
-        while len(cache) > self._cache_size:
-            cache.popitem(last=False)
+    def _remember(self, partition: int, heads: Mapping[str, TaskHead]) -> None:
+        cache = self._heads.setdefault(partition, TaskHeads(self._cache_size))
+        for task_id, head in heads.items():
+            cache.remember(task_id, head)
 
 
 async def run_processor(

@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
 from events import Envelope, canonical
 from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
-from processors.kafka_runtime import CommandMessage, CommandPublisher, KafkaCommandProcessor
+from processors.command_core import CommandRequest
+from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor, encode_command
 from projections.audit import audit_log
 from projections.status_document import status_document
 from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
@@ -209,11 +210,15 @@ async def test_undecodable_commands_go_to_the_dead_letter_topic(reader: KafkaEve
         f"task-{n}" for n in range(100) if partition_for(f"task-{n}", PARTITIONS) != partition
     )
     create = lifecycle("cancelled_pending", T0, HOTKEYS[:1])[0]
-    misrouted = CommandMessage("cmd-misrouted", other, "client-1", create).encode()
+    misrouted = encode_command(
+        CommandRequest(other, create, "client-1", command_id="cmd-misrouted")
+    )
     unknown = json.dumps(
         {"id": "x", "task_id": task_id, "actor": "a", "type": "Explode", "command": {}}
     ).encode()
-    naive = json.loads(CommandMessage("cmd-naive", task_id, "client-1", create).encode())
+    naive = json.loads(
+        encode_command(CommandRequest(task_id, create, "client-1", command_id="cmd-naive"))
+    )
     naive["command"]["now"] = "2025-01-01T00:00:00"
     poison = [b"\x00 not json", unknown, misrouted, json.dumps(naive).encode()]
 
