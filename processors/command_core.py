@@ -28,6 +28,10 @@ class Outcome(NamedTuple):
     events: tuple[Envelope, ...]
 
 
+# A task's commands, and the one that appends to a ledger stream (see ledger_commands).
+AnyCommand = Command | RecordLedgerEvent
+
+
 class CommandRequest(NamedTuple):
     """One command for one stream, from ``actor``.
 
@@ -38,7 +42,7 @@ class CommandRequest(NamedTuple):
     """
 
     task_id: str
-    command: Command | RecordLedgerEvent
+    command: AnyCommand
     actor: str
     causation_id: str | None = None
     correlation_id: str | None = None

@@ -1,4 +1,5 @@
-"""Run a command against a task: load, decide, seal, append — retried on a concurrent write."""
+"""The embedded runtime's commands: the command core's ``decide_and_seal`` on a head cache,
+the commands that arrive together appended as one batch, retried on a concurrent write."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ class _Decided:
 
 
 class CommandHandler:
-    """The single path by which anything changes a task.
+    """The single path by which anything changes a task on the embedded log.
 
     A small cache of recent task heads spares re-reading a stream for every
     command; a stale head shows up as StaleVersion, and the command is decided

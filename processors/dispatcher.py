@@ -144,7 +144,7 @@ class Dispatcher:
 
         A runtime that decides a task's creation where this dispatcher runs may ask, and
         save the task the trip through the log to this dispatcher and a transaction of its
-        own (see :class:`~processors.kafka_runtime.KafkaCommandProcessor`). None while
+        own (see :class:`~processors.kafka.processor.KafkaCommandProcessor`). None while
         tasks wait in the queue (they come first, by priority) or no miner is free: the
         task is then dispatched from the log as any other. The chosen miners count as busy
         until :meth:`distributed_at_creation` hears how it went.

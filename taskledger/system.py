@@ -31,14 +31,15 @@ from miners.directory import (
 )
 from miners.identity import Identity
 from processors.checkpointer import Checkpointer
-from processors.command_bus import KafkaCommandBus
 from processors.command_port import TaskCommands
 from processors.commands import CommandHandler, utc_now
 from processors.deadlines import DeadlineKeeper
 from processors.dispatcher import Dispatcher
 from processors.evaluation import Evaluations
 from processors.intake import Intake
-from processors.kafka_runtime import KafkaCommandProcessor
+from processors.kafka.bus import KafkaCommandBus
+from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.status_topic import StatusTopicFeed
 from processors.pool import MinerPool
 from processors.projection_child import ProjectionChild
 from processors.projection_runner import (
@@ -50,7 +51,6 @@ from processors.retention import Retention
 from processors.runtime import Runtime
 from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings
-from processors.status_topic import StatusTopicFeed
 from processors.work import WorkSender
 from projections import Projector
 from projections.sqlite_store import SqliteReadModelStore

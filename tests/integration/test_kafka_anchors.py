@@ -28,8 +28,8 @@ from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
 from miners.directory import StaticMinerDirectory
 from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
-from processors.command_bus import KafkaCommandBus
 from processors.commands import CommandHandler
+from processors.kafka.bus import KafkaCommandBus
 from processors.ledger_commands import LedgerThroughCommands, RecordLedgerEvent
 from projections import Projector, rebuild
 from projections.audit import audit_log

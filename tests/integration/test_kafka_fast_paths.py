@@ -17,10 +17,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
 from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed
-from processors.command_bus import KafkaCommandBus
 from processors.command_core import Outcome
-from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
-from processors.status_topic import StatusTopicFeed
+from processors.kafka.bus import KafkaCommandBus
+from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.publisher import CommandPublisher
+from processors.kafka.status_topic import StatusTopicFeed
 from tests.contract.event_log_contract import chain
 from tests.integration.test_kafka_processor import read_topic, wait_for_streams
 from tests.support.histories import T0, lifecycle

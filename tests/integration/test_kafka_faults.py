@@ -26,7 +26,7 @@ from aggregates import Command, DomainError
 from events import LogUnavailable
 from events.kafka_log import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
-from processors.kafka_runtime import CommandPublisher
+from processors.kafka.publisher import CommandPublisher
 from projections.audit import audit_log
 from tests.integration.test_kafka_processor import (
     HOTKEYS,
@@ -48,10 +48,10 @@ PARTITIONS = 6
 
 CHILD = """
 import asyncio, logging, sys
-from processors.kafka_runtime import run_processor
+from processors.kafka.processor import run_processor
 
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-logging.getLogger("processors.kafka_runtime").setLevel(logging.INFO)
+logging.getLogger("processors.kafka").setLevel(logging.INFO)
 asyncio.run(run_processor(sys.argv[1], topic_prefix=sys.argv[2], partitions=int(sys.argv[3])))
 """
 

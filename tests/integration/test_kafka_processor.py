@@ -23,7 +23,9 @@ from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
 from events import Envelope, canonical
 from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
 from processors.command_core import CommandRequest
-from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor, encode_command
+from processors.kafka.messages import encode_command
+from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.publisher import CommandPublisher
 from projections.audit import audit_log
 from projections.status_document import status_document
 from tests.support.histories import ENDINGS, T0, Ledger, lifecycle

@@ -23,7 +23,7 @@ from tests.support.kafka_broker import KafkaBroker
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 BANNER_END = "Stop with Ctrl-C."
-READY = "processors.kafka_runtime: owning partitions"
+READY = "processors.kafka.processor: owning partitions"
 
 
 def _wait_for(output: Path, text: str, process: subprocess.Popen[bytes], seconds: float) -> str:

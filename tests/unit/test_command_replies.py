@@ -16,8 +16,8 @@ from aggregates import (
 )
 from events import GENESIS_HASH, Envelope
 from processors.command_core import CommandRequest, TaskHead, decide_and_seal
-from processors.command_replies import CommandReply
 from processors.commands import new_id
+from processors.kafka.replies import CommandReply
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TASK = "00000000-0000-4000-8000-0000000000aa"

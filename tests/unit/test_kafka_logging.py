@@ -47,7 +47,7 @@ def _log_startup(collected: Collected) -> list[tuple[str, str, str]]:
     )
     logging.getLogger("aiokafka.consumer.group_coordinator").info("(Re-)joining group g")
     logging.getLogger("aiokafka.client").error("Unable connect to node with id 1: refused")
-    logging.getLogger("processors.kafka_runtime").info("owning partitions [0, 1, 2]")
+    logging.getLogger("processors.kafka.processor").info("owning partitions [0, 1, 2]")
     return [(r.name, r.levelname, r.getMessage()) for r in collected.records]
 
 
@@ -55,7 +55,7 @@ def test_by_default_routine_chatter_and_retried_transients_stay_out(collected: C
     configure_kafka_logging()
     assert _log_startup(collected) == [
         ("aiokafka.client", "ERROR", "Unable connect to node with id 1: refused"),
-        ("processors.kafka_runtime", "INFO", "owning partitions [0, 1, 2]"),
+        ("processors.kafka.processor", "INFO", "owning partitions [0, 1, 2]"),
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from events import LogUnavailable
 from http_edge.errors import as_api_error
-from processors.command_bus import NoReply
+from processors.kafka.replies import NoReply
 
 
 def test_no_reply_from_a_command_processor_is_unavailable() -> None:

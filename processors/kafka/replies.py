@@ -2,7 +2,7 @@
 
 Written in the same transaction as the command's events, so a reply is seen (by a
 ``read_committed`` consumer) exactly when the events it reports are in the log. It carries
-what :class:`~processors.commands.Outcome` carries — the task's state after the command and
+what :class:`~processors.command_core.Outcome` carries — the task's state after the command and
 the events it appended — or the domain error that refused the command, by type and message,
 so a sender far from the processor handles a refusal exactly as a local one.
 """

@@ -1,7 +1,7 @@
 """Commands sent to the Kafka command processors, answered through ``<prefix>.replies``.
 
 On Kafka, a task changes only in the transaction of the processor that owns its partition
-(:class:`~processors.kafka_runtime.KafkaCommandProcessor`). Every other part of taskledger —
+(:class:`~processors.kafka.processor.KafkaCommandProcessor`). Every other part of taskledger —
 the HTTP edge, the dispatcher, the deadline keeper, retention — runs its commands through
 this bus, which has the command handler's shape (``load``, ``execute``): ``execute`` puts
 the command on ``<prefix>.commands`` in its task's partition and waits for the reply that
@@ -28,13 +28,12 @@ from aiokafka.errors import KafkaError
 from aggregates import Command, TaskState, fold
 from events import Envelope
 from events.kafka_log import KafkaEventLog
-from processors.command_core import Outcome
-from processors.command_replies import CommandReply, NoReply
+from processors.command_core import AnyCommand, Outcome
 from processors.commands import new_id
-from processors.kafka_runtime import AnyCommand, CommandPublisher, KafkaCommandProcessor
+from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.publisher import CommandPublisher
+from processors.kafka.replies import CommandReply, NoReply
 from processors.ledger_commands import RecordLedgerEvent
-
-__all__ = ["KafkaCommandBus", "NoReply"]
 
 logger = logging.getLogger(__name__)
 
