@@ -12,7 +12,7 @@ from events import EventLog
 from events.sqlite_log import Durability, SqliteEventLog
 from http_edge.key_store import KeyStore
 from http_edge.key_store.sqlite import SqliteKeyStore
-from miners.btauth import SqliteNonceStore
+from miners.sqlite_nonces import SqliteNonceStore
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.settings import Settings, SettingsError
