@@ -87,3 +87,6 @@ class EdgeContext:
     admin_keys: dict[str, str] = field(default_factory=dict)
     # Where signed checkpoints are anchored (TASKLEDGER_ANCHORS), shown on the dashboard.
     anchor_sinks: tuple[str, ...] = ()
+    # Set while a status feed from elsewhere (the Kafka status topic) reads from a known
+    # place; None when the feed is this process's own projection, always in place.
+    feed_positioned: asyncio.Event | None = None

@@ -157,6 +157,7 @@ class System:
             client_keys=self.keys,
             admin_keys=dict(self.settings.admin_keys),
             anchor_sinks=tuple(self.settings.accountability.anchors),
+            feed_positioned=self.deployment.feed_positioned,
         )
 
     async def processor_figures(self) -> dict[str, Any]:

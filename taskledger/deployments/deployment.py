@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,11 @@ class Deployment(Protocol):
     @property
     def status_feed(self) -> StatusChanges | None:
         """Where status streams hear of changes when not from this process's projection."""
+        ...
+
+    @property
+    def feed_positioned(self) -> asyncio.Event | None:
+        """Set while the status feed reads from a known place (None: always in place)."""
         ...
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from events import EventLog
@@ -42,6 +43,10 @@ class EmbeddedDeployment:
     @property
     def status_feed(self) -> StatusChanges | None:
         """None: the edge hears of changes from the projection in its own process."""
+        return None
+
+    @property
+    def feed_positioned(self) -> asyncio.Event | None:
         return None
 
     @property

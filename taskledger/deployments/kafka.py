@@ -54,6 +54,10 @@ class KafkaDeployment:
         return self._feed
 
     @property
+    def feed_positioned(self) -> asyncio.Event | None:
+        return self._feed.positioned
+
+    @property
     def leader_runtime(self) -> Runtime | None:
         return self._leader_runtime
 
