@@ -246,8 +246,6 @@ class System:
             and self.settings.projection == "process"
             and self.projection_runner is not None
         ):
-            # On the embedded log a processors process without an edge may project in
-            # a child; the edge's status streams hear of changes from their own process.
             self.projection_child = self.deployment.projection_child(
                 self.store, sqlite_read_models_path(self.settings)
             )

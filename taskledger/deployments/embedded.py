@@ -24,37 +24,18 @@ def log_features(log: SqliteEventLog) -> LogFeatures:
 
 class EmbeddedDeployment:
     def __init__(self, log: SqliteEventLog) -> None:
-        self._log = log
-        self._features = log_features(log)
-        self._commands = CommandHandler(log)
-
-    @property
-    def log(self) -> EventLog:
-        return self._log
-
-    @property
-    def features(self) -> LogFeatures:
-        return self._features
-
-    @property
-    def commands(self) -> TaskCommands:
-        return self._commands
-
-    @property
-    def status_feed(self) -> StatusChanges | None:
-        """None: the edge hears of changes from the projection in its own process."""
-        return None
-
-    @property
-    def feed_positioned(self) -> asyncio.Event | None:
-        return None
-
-    @property
-    def leader_runtime(self) -> Runtime | None:
-        return None
+        self._sqlite = log
+        self.log: EventLog = log
+        self.features = log_features(log)
+        self.commands: TaskCommands = CommandHandler(log)
+        # The edge hears of changes from the projection in its own process, always in place.
+        self.status_feed: StatusChanges | None = None
+        self.feed_positioned: asyncio.Event | None = None
+        # Nothing runs on leadership: one process writes the log.
+        self.leader_runtime: Runtime | None = None
 
     def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
-        """All of them, in this process's runtime: one process writes the log."""
+        """All of them, in this process's runtime."""
         register(runtime)
 
     def projection_child(
@@ -64,7 +45,7 @@ class EmbeddedDeployment:
         from the projection in their own process."""
         if store_path is None:
             return None
-        return ProjectionChild(self._log.path, store_path, store)
+        return ProjectionChild(self._sqlite.path, store_path, store)
 
     async def start_edge(self) -> None:
         """Nothing to start: commands are decided in this process."""
@@ -73,4 +54,4 @@ class EmbeddedDeployment:
         """Nothing runs on leadership here."""
 
     async def close(self) -> None:
-        await self._log.close()
+        await self._sqlite.close()

@@ -27,43 +27,24 @@ def log_features(log: KafkaEventLog) -> LogFeatures:
 
 class KafkaDeployment:
     def __init__(self, log: KafkaEventLog) -> None:
-        self._log = log
-        self._features = log_features(log)
+        self._kafka = log
+        self.log: EventLog = log
+        self.features = log_features(log)
         # A task changes only in its partition owner's transaction: commands go there.
         self._bus = KafkaCommandBus(log)
+        self.commands: TaskCommands = self._bus
         self._feed = StatusTopicFeed(log)
+        self.status_feed: StatusChanges | None = self._feed
+        self.feed_positioned: asyncio.Event | None = self._feed.positioned
+        # The processors other than the command processor, while this process leads.
+        self.leader_runtime: Runtime | None = None
         self._processor: KafkaCommandProcessor | None = None
         self._register: RegistersProcessors | None = None
-        self._leader_runtime: Runtime | None = None
         self._leader_lock = asyncio.Lock()
-
-    @property
-    def log(self) -> EventLog:
-        return self._log
-
-    @property
-    def features(self) -> LogFeatures:
-        return self._features
-
-    @property
-    def commands(self) -> TaskCommands:
-        return self._bus
-
-    @property
-    def status_feed(self) -> StatusChanges | None:
-        return self._feed
-
-    @property
-    def feed_positioned(self) -> asyncio.Event | None:
-        return self._feed.positioned
-
-    @property
-    def leader_runtime(self) -> Runtime | None:
-        return self._leader_runtime
 
     def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
         """The command processor here; the rest on whichever process leads (``lead``)."""
-        processor = KafkaCommandProcessor(self._log, on_leadership=self.lead)
+        processor = KafkaCommandProcessor(self._kafka, on_leadership=self.lead)
         self._processor = processor
         self._register = register
         # This process's commands for the partitions it owns skip the broker.
@@ -73,18 +54,18 @@ class KafkaDeployment:
     async def lead(self, leading: bool) -> None:
         async with self._leader_lock:
             processor = self._processor
-            if leading and self._leader_runtime is None and self._register is not None:
+            if leading and self.leader_runtime is None and self._register is not None:
                 runtime = Runtime()
                 dispatcher = self._register(runtime)
                 await runtime.start()
-                self._leader_runtime = runtime
+                self.leader_runtime = runtime
                 if processor is not None:
                     # Tasks created in the partitions owned here are distributed at once.
                     processor.distributor = dispatcher
-            elif not leading and self._leader_runtime is not None:
+            elif not leading and self.leader_runtime is not None:
                 if processor is not None:
                     processor.distributor = None
-                runtime, self._leader_runtime = self._leader_runtime, None
+                runtime, self.leader_runtime = self.leader_runtime, None
                 await runtime.stop()
 
     def projection_child(
@@ -103,4 +84,4 @@ class KafkaDeployment:
     async def close(self) -> None:
         await self._feed.close()
         await self._bus.close()
-        await self._log.close()
+        await self._kafka.close()
