@@ -38,6 +38,7 @@ def checkpointer_for(log: SqliteEventLog, anchors: Path) -> Checkpointer:
         log_name=log.log_name,
         partition_of=lambda task_id: 0,
         resume=lambda heads: str(heads[0].position) if 0 in heads else None,
+        hashes=log,
         every_events=CHECKPOINT_EVENTS,
         every_seconds=60.0,
         sinks=[FileAnchors(anchors)],

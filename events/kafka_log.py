@@ -39,7 +39,7 @@ head in it. Transactional ids give both:
 - ``KafkaEventLog`` on its own writes every partition under one id (``<prefix>.writer`` by
   default): a restarted process fences its old incarnation, and of two processes configured
   alike only the later one can write (the earlier one's appends raise :class:`WriterFenced`).
-- To scale writes out, the command processor (``processors.kafka_runtime``) owns partitions
+- To scale writes out, the command processor (``processors.kafka.processor``) owns partitions
   through the consumer group of ``<prefix>.commands``, with one writer per partition under
   ``<prefix>.processor.<partition>``: whoever is assigned a partition fences its previous
   owner, dead or merely slow.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from events.codec import GENESIS_HASH
 from events.envelope import Envelope
@@ -84,16 +84,21 @@ class EventLog(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class AppendsMany(Protocol):
+    """A log that commits appends to many streams together (group commit)."""
+
+    async def append_many(self, appends: Sequence[Append]) -> list[Exception | None]: ...
+
+
 async def append_many(log: EventLog, appends: Sequence[Append]) -> list[Exception | None]:
     """Append to many streams at once: None per append written, or what refused it.
 
-    A log that commits many streams together (``append_many``) does so in one
+    A log that commits many streams together (:class:`AppendsMany`) does so in one
     call; any other gets the appends concurrently, one call each.
     """
-    batched = getattr(log, "append_many", None)
-    if batched is not None:
-        outcomes: list[Exception | None] = await batched(appends)
-        return outcomes
+    if isinstance(log, AppendsMany):
+        return await log.append_many(appends)
 
     async def one(task_id: str, expected: int, events: Sequence[Envelope]) -> Exception | None:
         try:

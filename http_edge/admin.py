@@ -110,7 +110,9 @@ def add_routes(app: web.Application) -> None:
     context = app[CONTEXT]
     app[ADMIN_KEYS] = ClientKeys(context.admin_keys)
     app[admin_stats.STATS_CACHE] = admin_stats.StatsCache()
-    anchors: admin_stats.AnchorSource = LogAnchors(context.log, context.anchor_sinks)
+    anchors: admin_stats.AnchorSource = LogAnchors(
+        context.log_features.checkpoints, context.anchor_sinks
+    )
     app[admin_stats.ANCHORS] = anchors
     add = app.router
     add.add_post("/api/v1/admin/keys", create)

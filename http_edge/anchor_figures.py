@@ -9,21 +9,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from events import EventLog
+from events.log_chain import CheckpointStore
 
 
 class LogAnchors:
-    def __init__(self, log: EventLog, sinks: Sequence[str]) -> None:
-        self._log = log
+    def __init__(self, checkpoints: CheckpointStore | None, sinks: Sequence[str]) -> None:
+        self._checkpoints = checkpoints
         self._sinks = tuple(sinks)
         self._after: int | None = None
         self._seen = 0
         self._latest: dict[str, Any] | None = None
 
     async def __call__(self) -> dict[str, Any]:
-        read = getattr(self._log, "log_checkpoints", None)
-        if read is not None:
-            for checkpoint in await read(self._after):
+        if self._checkpoints is not None:
+            for checkpoint in await self._checkpoints.log_checkpoints(self._after):
                 self._seen += 1
                 self._after = max(self._after or 0, int(checkpoint.position))
                 self._latest = {

@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from events.capabilities import LogFeatures
 from http_edge.errors import ApiError
 from http_edge.keys import context_of
 
@@ -19,27 +20,20 @@ async def checkpoints(request: web.Request) -> web.Response:
     if len(given) > 1 or (given and not _is_position(given[0])):
         raise ApiError(400, "invalid_request", "after must be one log position (a whole number)")
     after = int(given[0]) if given else None
-    log = context_of(request).log
-    read = getattr(log, "log_checkpoints", None)
-    found = await read(after, PAGE) if read is not None else []
+    kept = context_of(request).log_features.checkpoints
+    found = await kept.log_checkpoints(after, PAGE) if kept is not None else []
     return web.json_response({"checkpoints": [checkpoint.to_document() for checkpoint in found]})
 
 
-async def anchors_status(log: object) -> dict[str, Any]:
+async def anchors_status(features: LogFeatures) -> dict[str, Any]:
     """What the operators' page shows of the log chain's checkpoints.
 
     Shaped for ``http_edge.admin_stats.ANCHORS``: set ``app[ANCHORS]`` to
-    ``functools.partial(anchors_status, context.log)``.
+    ``functools.partial(anchors_status, context.log_features)``.
     """
-    latest_of = getattr(log, "latest_log_checkpoint", None)
-    if latest_of is None:
-        kept = getattr(log, "log_checkpoints", None)
-        if kept is None:
-            return {"configured": False, "status": "this log keeps no checkpoints"}
-        found = await kept()
-        latest = found[-1] if found else None
-    else:
-        latest = await latest_of()
+    if features.checkpoints is None:
+        return {"configured": False, "status": "this log keeps no checkpoints"}
+    latest = await features.latest_checkpoint()
     if latest is None:
         return {"configured": True, "status": "no checkpoint yet", "latest": None}
     return {

@@ -13,6 +13,7 @@ from bittensor.http_auth import NonceStore
 from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
+from events.capabilities import LogFeatures
 from http_edge.key_store.registry import KeyRegistry
 from miners.identity import Identity
 from processors.command_port import TaskCommands
@@ -58,6 +59,8 @@ class EdgeContext:
     handler: TaskCommands
     store: ReadModelStore
     log: EventLog
+    # What the log can do beyond the port (its signed checkpoints, for one).
+    log_features: LogFeatures
     evaluations: Evaluations
     blobs: BlobStore
     links: InputLinks
@@ -84,3 +87,6 @@ class EdgeContext:
     admin_keys: dict[str, str] = field(default_factory=dict)
     # Where signed checkpoints are anchored (TASKLEDGER_ANCHORS), shown on the dashboard.
     anchor_sinks: tuple[str, ...] = ()
+    # Set while a status feed from elsewhere (the Kafka status topic) reads from a known
+    # place; None when the feed is this process's own projection, always in place.
+    feed_positioned: asyncio.Event | None = None

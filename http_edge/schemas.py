@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from aggregates.transitions import Status
 from events import Priority, TaskType
 
-Status = Literal["PENDING", "DISTRIBUTED", "DONE", "APPROVED", "FAILED", "CANCELLED"]
 TaskId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 

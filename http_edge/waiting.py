@@ -171,8 +171,8 @@ async def watch(
         feed.attach(task_id, waiter)
     holds.waiters.add(waiter)
     try:
-        positioned = getattr(feed, "positioned", None)
-        if isinstance(positioned, asyncio.Event) and not positioned.is_set():
+        positioned = context.feed_positioned
+        if positioned is not None and not positioned.is_set():
             # Listen first, then read: a change after the feed found its place is heard.
             timeout = min(_POSITIONING_SECONDS, max(0.0, deadline - loop.time()))
             with contextlib.suppress(TimeoutError):

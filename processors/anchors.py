@@ -40,6 +40,10 @@ class AnchorSink(Protocol):
 
     async def publish(self, checkpoint: Checkpoint) -> None: ...
 
+    async def close(self) -> None:
+        """Release what the sink holds open (a bucket's client, the chain's session)."""
+        ...
+
 
 class FileAnchors:
     def __init__(self, path: Path) -> None:
@@ -59,6 +63,9 @@ class FileAnchors:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+    async def close(self) -> None:
+        """Nothing stays open between checkpoints."""
 
 
 def object_name(prefix: str, checkpoint: Checkpoint) -> str:

@@ -21,6 +21,7 @@ from datetime import datetime
 from bittensor.signing import Signer
 
 from events import EventLog, format_time
+from events.capabilities import HashBatches
 from events.log_chain import ChainHead, Checkpoint, CheckpointStore, checkpoint_message
 from miners.proofs import sign_hex
 from processors.anchors import AnchorSink, publish_all
@@ -41,6 +42,7 @@ class Checkpointer:
         log_name: str,
         partition_of: Callable[[str], int],
         resume: Resume,
+        hashes: HashBatches | None = None,
         every_events: int,
         every_seconds: float,
         sinks: Sequence[AnchorSink],
@@ -53,6 +55,7 @@ class Checkpointer:
         self._log_name = log_name
         self._partition_of = partition_of
         self._resume = resume
+        self._hashes = hashes
         self._every_events = every_events
         self._every_seconds = every_seconds
         self._sinks = sinks
@@ -94,10 +97,9 @@ class Checkpointer:
 
     async def _entries(self, after: str | None) -> AsyncIterator[list[tuple[int, int, str]]]:
         """(partition, position, event hash) as the log grows, in log order per partition."""
-        follow_hashes = getattr(self._log, "follow_hashes", None)
-        if follow_hashes is not None:
+        if self._hashes is not None:
             # The embedded log hands out positions and hashes alone: no body to decode.
-            async for rows in follow_hashes(int(after) if after else 0):
+            async for rows in self._hashes.follow_hashes(int(after) if after else 0):
                 yield [(0, position, event_hash) for position, event_hash in rows]
             return
         partition_of = self._partition_of
@@ -112,9 +114,7 @@ class Checkpointer:
     async def close(self) -> None:
         """Close the sinks that hold connections (a bucket's client, the chain's)."""
         for sink in self._sinks:
-            close = getattr(sink, "close", None)
-            if close is not None:
-                await close()
+            await sink.close()
 
     async def tick(self) -> None:
         """Sign every partition with unsigned events once ``every_seconds`` have passed."""

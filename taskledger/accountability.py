@@ -1,8 +1,6 @@
 """Accountability wired to the backends: anchors read back, the anchored audit, receipts.
 
-Used by ``taskledger audit --anchors/--receipts``, ``taskledger verify-receipt``,
-``GET /api/v1/checkpoints`` and anyone who wants the latest checkpoint (the
-operators' page shows it: :func:`latest_checkpoint`).
+Used by ``taskledger audit --anchors/--receipts`` and ``taskledger verify-receipt``.
 """
 
 from __future__ import annotations
@@ -12,11 +10,11 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from events import EventLog
+from events.capabilities import LogFeatures
 from events.log_chain import Checkpoint, MalformedProof, Receipt
 from miners.proofs import verify_hex
 from processors.anchors import GcsAnchors, read_anchor_lines
@@ -25,28 +23,6 @@ from projections.audit_anchors import AnchorAuditor, AnchorReport
 
 class AnchorsUnavailable(Exception):
     """The anchors named for an audit cannot be read."""
-
-
-def log_name(log: EventLog) -> str:
-    return str(getattr(log, "log_name", type(log).__name__))
-
-
-def log_checkpoint_store(log: EventLog) -> Any | None:
-    """The log itself, when it keeps checkpoints (both backends do)."""
-    return log if hasattr(log, "log_checkpoints") else None
-
-
-async def latest_checkpoint(log: EventLog) -> Checkpoint | None:
-    """The newest checkpoint the log keeps, or None (for the operators' page)."""
-    latest = getattr(log, "latest_log_checkpoint", None)
-    if latest is not None:
-        checkpoint: Checkpoint | None = await latest()
-        return checkpoint
-    store = log_checkpoint_store(log)
-    if store is None:
-        return None
-    found: list[Checkpoint] = await store.log_checkpoints()
-    return found[-1] if found else None
 
 
 async def load_anchors(source: str) -> list[Checkpoint]:
@@ -110,15 +86,16 @@ def _prefix(prefix: str) -> str:
     return (prefix.rstrip("/") + "/") if prefix else "anchors/"
 
 
-async def _chain_entries(log: EventLog) -> AsyncIterator[tuple[int, int, str]]:
+async def _chain_entries(
+    log: EventLog, features: LogFeatures
+) -> AsyncIterator[tuple[int, int, str]]:
     """(partition, position, event hash) of every event, in log order per partition."""
-    hash_batches = getattr(log, "hash_batches", None)
-    if hash_batches is not None:
-        async for rows in hash_batches(5_000):
+    if features.hashes is not None:
+        async for rows in features.hashes.hash_batches(5_000):
             for position, event_hash in rows:
                 yield 0, position, event_hash
         return
-    partition_of = getattr(log, "partition_of", lambda task_id: 0)
+    partition_of = features.partition_of
     async for batch in log.subscribe(after=None, follow=False, batch_size=2_000):
         for envelope in batch.events:
             if envelope.position is None:
@@ -127,7 +104,7 @@ async def _chain_entries(log: EventLog) -> AsyncIterator[tuple[int, int, str]]:
 
 
 async def audit_against_anchors(
-    log: EventLog, checkpoints: list[Checkpoint], proxy_ss58: str
+    log: EventLog, features: LogFeatures, checkpoints: list[Checkpoint], proxy_ss58: str
 ) -> AnchorReport:
     """Verify every checkpoint's signature by ``proxy_ss58`` and fold the log against them."""
 
@@ -138,10 +115,10 @@ async def audit_against_anchors(
 
     started = time.perf_counter()
     auditor = AnchorAuditor(
-        checkpoints, verify, log_name(log), contiguous=hasattr(log, "hash_batches")
+        checkpoints, verify, features.name, contiguous=features.hashes is not None
     )
     add = auditor.add
-    async for partition, position, event_hash in _chain_entries(log):
+    async for partition, position, event_hash in _chain_entries(log, features):
         add(partition, position, event_hash)
     report = auditor.finish()
     report.seconds = time.perf_counter() - started

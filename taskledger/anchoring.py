@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from events import EventLog
+from events.capabilities import LogFeatures
 from events.codec import canonical
 from events.log_chain import ChainHead
 from miners.chain_session import ChainSession
@@ -20,7 +21,6 @@ from processors.evaluation import Evaluations
 from processors.ledger_commands import LedgerThroughCommands, RunsLedgerCommands
 from processors.runtime import Runtime
 from processors.weights import WeightsProcessor
-from taskledger.accountability import log_checkpoint_store, log_name
 from taskledger.settings import Settings, SettingsError
 
 
@@ -79,8 +79,10 @@ def _chain_anchor(settings: Settings, identity: Identity) -> ChainAnchor:
     )
 
 
-def resume_for(log: EventLog) -> Resume:
-    if hasattr(log, "partition_of"):
+def resume_for(features: LogFeatures) -> Resume:
+    """Where the log's subscription resumes after the chain heads: per partition on a
+    partitioned log, else after one position."""
+    if features.partitions is not None:
 
         def after_kafka(heads: dict[int, ChainHead]) -> str | None:
             return canonical({str(p): head.position + 1 for p, head in heads.items()}).decode()
@@ -98,20 +100,20 @@ def register_checkpointer(
     runtime: Runtime,
     settings: Settings,
     log: EventLog,
+    features: LogFeatures,
     identity: Identity,
     clock: Callable[[], datetime],
 ) -> Checkpointer | None:
-    store = log_checkpoint_store(log)
-    if store is None:
+    if features.checkpoints is None:
         return None
-    partition_of: Callable[[str], int] = getattr(log, "partition_of", lambda task_id: 0)
     checkpointer = Checkpointer(
         log,
-        store,
+        features.checkpoints,
         identity.signer,
-        log_name=log_name(log),
-        partition_of=partition_of,
-        resume=resume_for(log),
+        log_name=features.name,
+        partition_of=features.partition_of,
+        resume=resume_for(features),
+        hashes=features.hashes,
         every_events=settings.accountability.checkpoint_events,
         every_seconds=settings.accountability.checkpoint_seconds,
         sinks=anchor_sinks(settings, identity),
@@ -126,6 +128,7 @@ def register_weights(
     runtime: Runtime,
     settings: Settings,
     log: EventLog,
+    features: LogFeatures,
     identity: Identity,
     evaluations: Evaluations,
     clock: Callable[[], datetime],
@@ -140,7 +143,7 @@ def register_weights(
             "TASKLEDGER_SET_WEIGHTS=on needs TASKLEDGER_CHAIN_ENDPOINT and TASKLEDGER_NETUID"
         )
     record = None
-    if hasattr(log, "partition_of"):
+    if features.partitions is not None:
         # On Kafka only a partition's owner may append to it: through the command bus.
         if not isinstance(commands, RunsLedgerCommands):
             raise SettingsError("TASKLEDGER_SET_WEIGHTS=on on Kafka needs the command bus")

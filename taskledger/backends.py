@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bittensor.http_auth import NonceStore
 
@@ -12,32 +13,56 @@ from events import EventLog
 from events.sqlite_log import Durability, SqliteEventLog
 from http_edge.key_store import KeyStore
 from http_edge.key_store.sqlite import SqliteKeyStore
-from miners.btauth import SqliteNonceStore
+from miners.sqlite_nonces import SqliteNonceStore
 from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from events.kafka_log import KafkaEventLog
 
-def open_event_log(settings: Settings) -> EventLog:
+
+def event_log_kind(settings: Settings) -> Literal["sqlite", "kafka"]:
+    """Which backend ``TASKLEDGER_EVENT_LOG`` names."""
     if settings.event_log == "sqlite":
-        durability: Durability = "full" if settings.durability == "full" else "normal"
-        return SqliteEventLog(settings.data_dir / "events.db", durability=durability)
+        return "sqlite"
     if settings.event_log.startswith("kafka://"):
-        from events.kafka_log import KafkaEventLog
-
-        try:
-            return KafkaEventLog.from_url(settings.event_log)
-        except ValueError as error:
-            raise SettingsError(f"TASKLEDGER_EVENT_LOG: {error}") from error
+        return "kafka"
     raise SettingsError(
         f"TASKLEDGER_EVENT_LOG: unsupported value {settings.event_log!r} "
         "(use sqlite or kafka://HOST:PORT[?prefix=…&partitions=…&writer=…])"
     )
 
 
+def open_event_log(settings: Settings) -> EventLog:
+    if event_log_kind(settings) == "kafka":
+        return open_kafka_log(settings)
+    return open_sqlite_log(settings)
+
+
+def open_sqlite_log(settings: Settings) -> SqliteEventLog:
+    durability: Durability = "full" if settings.durability == "full" else "normal"
+    return SqliteEventLog(settings.data_dir / "events.db", durability=durability)
+
+
+def open_kafka_log(settings: Settings) -> KafkaEventLog:
+    from events.kafka_log import KafkaEventLog
+
+    try:
+        return KafkaEventLog.from_url(settings.event_log)
+    except ValueError as error:
+        raise SettingsError(f"TASKLEDGER_EVENT_LOG: {error}") from error
+
+
+def sqlite_read_models_path(settings: Settings) -> Path | None:
+    """Where the read models are, when they are a SQLite file."""
+    return settings.data_dir / "readmodels.db" if settings.read_models == "sqlite" else None
+
+
 def open_read_models(settings: Settings) -> ReadModelStore:
-    if settings.read_models == "sqlite":
-        return SqliteReadModelStore(settings.data_dir / "readmodels.db")
+    path = sqlite_read_models_path(settings)
+    if path is not None:
+        return SqliteReadModelStore(path)
     if settings.read_models.startswith("firestore://"):
         return _firestore_read_models(settings.read_models)
     raise SettingsError(
@@ -62,7 +87,11 @@ def _firestore_read_models(url: str) -> ReadModelStore:
     return FirestoreReadModelStore(client)
 
 
-def open_nonce_store(settings: Settings) -> NonceStore:
+class ClosingNonceStore(NonceStore, Protocol):
+    def close(self) -> None: ...
+
+
+def open_nonce_store(settings: Settings) -> ClosingNonceStore:
     """Where btauth/1 nonces are kept: beside the read models, so that with Firestore
     every edge of a deployment shares them (a replay to another edge is refused)."""
     if settings.read_models.startswith("firestore://"):

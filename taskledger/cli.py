@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,10 @@ def parser() -> argparse.ArgumentParser:
 
     add_keys_parser(commands)
 
-    from bench.cli import add_parser as add_bench
-
-    add_bench(commands)
+    # Tools built on top of taskledger (the benchmarks) declare their commands as entry
+    # points, so the command line reaches them without depending on them.
+    for entry in entry_points(group="taskledger.commands"):
+        entry.load()(commands)
     from taskledger.submit import add_submit_parser
 
     add_submit_parser(commands)

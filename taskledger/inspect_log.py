@@ -16,6 +16,7 @@ from projections import Projector, rebuild
 from projections.audit import AuditReport, audit_log
 from projections.audit_shards import audit_in_shards
 from taskledger.backends import open_event_log, open_read_models
+from taskledger.deployments import open_log
 from taskledger.proof_checks import ProofsToCheck, check_proofs
 from taskledger.settings import Settings
 
@@ -54,7 +55,7 @@ async def audit(
     out: TextIO = sys.stdout,
     proofs: ProofsToCheck | None = None,
 ) -> int:
-    log = open_event_log(settings)
+    log, features = open_log(settings)
     started = time.perf_counter()
     try:
         if proofs is None:
@@ -63,7 +64,7 @@ async def audit(
             # The log chain is folded beside the audit: while the sharded audit's workers
             # run, this process would only wait for them.
             report, checked = await asyncio.gather(
-                _audit(log, workers or available_cores()), check_proofs(log, proofs)
+                _audit(log, workers or available_cores()), check_proofs(log, features, proofs)
             )
     finally:
         await log.close()

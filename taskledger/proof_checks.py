@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from events import EventLog
+from events.capabilities import LogFeatures
 from projections.audit_anchors import AnchorReport
 from taskledger.accountability import (
     audit_against_anchors,
@@ -69,13 +70,13 @@ class ProofsReport:
             )
 
 
-async def check_proofs(log: EventLog, proofs: ProofsToCheck) -> ProofsReport:
+async def check_proofs(log: EventLog, features: LogFeatures, proofs: ProofsToCheck) -> ProofsReport:
     report = ProofsReport()
     if proofs.anchors is not None:
         if not proofs.proxy:
             raise ValueError("--anchors needs --proxy SS58: whose signatures to trust")
         checkpoints = await load_anchors(proofs.anchors)
-        report.anchors = await audit_against_anchors(log, checkpoints, proofs.proxy)
+        report.anchors = await audit_against_anchors(log, features, checkpoints, proofs.proxy)
     if proofs.receipts is not None:
         receipts = read_receipts(proofs.receipts)
         report.receipts_checked = len(receipts)

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bittensor.http_auth import NonceStore
-
 from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
-from events.kafka_log import KafkaEventLog
-from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
 from http_edge.key_store.registry import KeyRegistry
 from miners.client import MinerClient
@@ -32,14 +25,11 @@ from miners.directory import (
 from miners.identity import Identity
 from processors.checkpointer import Checkpointer
 from processors.command_port import TaskCommands
-from processors.commands import CommandHandler, utc_now
+from processors.commands import utc_now
 from processors.deadlines import DeadlineKeeper
 from processors.dispatcher import Dispatcher
 from processors.evaluation import Evaluations
 from processors.intake import Intake
-from processors.kafka.bus import KafkaCommandBus
-from processors.kafka.processor import KafkaCommandProcessor
-from processors.kafka.status_topic import StatusTopicFeed
 from processors.pool import MinerPool
 from processors.projection_child import ProjectionChild
 from processors.projection_runner import (
@@ -53,40 +43,19 @@ from processors.selection import MinerSelector
 from processors.settings import ProcessorSettings
 from processors.work import WorkSender
 from projections import Projector
-from projections.sqlite_store import SqliteReadModelStore
 from projections.store import ReadModelStore
 from taskledger.anchoring import register_checkpointer, register_weights
 from taskledger.backends import (
+    ClosingNonceStore,
     open_blobs,
-    open_event_log,
     open_key_store,
     open_nonce_store,
     open_read_models,
+    sqlite_read_models_path,
 )
-from taskledger.private_files import write_private
+from taskledger.deployments import Deployment, open_deployment
+from taskledger.deployments.link_secret import link_secret
 from taskledger.settings import Settings
-
-
-def link_secret(settings: Settings) -> bytes:
-    """The secret behind miners' input links: configured, or made once per data dir.
-
-    Processes sharing a data dir must agree on it even when they start together: the
-    file appears whole or not at all (a hard link), and whoever loses the race reads it.
-    """
-    if settings.link_secret:
-        return settings.link_secret.encode()
-    path = settings.data_dir / "link-secret"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        draft = path.with_name(f".link-secret.{os.getpid()}.{secrets.token_hex(4)}")
-        write_private(draft, secrets.token_hex(32))
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_text().strip().encode()
 
 
 def processor_settings(settings: Settings) -> ProcessorSettings:
@@ -121,10 +90,9 @@ def miner_directory(
 class System:
     settings: Settings
     identity: Identity
-    log: EventLog
+    deployment: Deployment
     store: ReadModelStore
     blobs: BlobStore
-    handler: TaskCommands
     pool: MinerPool
     selector: MinerSelector
     client: MinerClient
@@ -133,22 +101,28 @@ class System:
     evaluations: Evaluations
     broadcaster: StatusBroadcaster
     links: InputLinks
-    nonce_store: NonceStore
+    nonce_store: ClosingNonceStore
     clock: Callable[[], datetime]
     runtime: Runtime = field(default_factory=Runtime)
     projection_runner: ProjectionRunner | None = None
     # On the embedded log, a processors process without an edge may project in a child
     # (TASKLEDGER_PROJECTION=process).
     projection_child: ProjectionChild | None = None
-    # On Kafka: where SSE streams hear of changes (the status topic), and the processors
-    # that run on the leading process only, while it leads.
-    status_feed: StatusTopicFeed | None = None
-    leader_runtime: Runtime | None = None
-    command_processor: KafkaCommandProcessor | None = None
     checkpointer: Checkpointer | None = None
-    _leader_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Client keys as data, shared by every edge (issue 16); None on processors-only.
     keys: KeyRegistry | None = None
+
+    @property
+    def log(self) -> EventLog:
+        return self.deployment.log
+
+    @property
+    def handler(self) -> TaskCommands:
+        return self.deployment.commands
+
+    @property
+    def leader_runtime(self) -> Runtime | None:
+        return self.deployment.leader_runtime
 
     def edge_context(self) -> EdgeContext:
         return EdgeContext(
@@ -156,12 +130,13 @@ class System:
             handler=self.handler,
             store=self.store,
             log=self.log,
+            log_features=self.deployment.features,
             evaluations=self.evaluations,
             blobs=self.blobs,
             links=self.links,
             pool=self.pool,
             selector=self.selector,
-            broadcaster=self.status_feed or self.broadcaster,
+            broadcaster=self.deployment.status_feed or self.broadcaster,
             identity=self.identity,
             nonce_store=self.nonce_store,
             api_keys=dict(self.settings.api_keys),
@@ -182,6 +157,7 @@ class System:
             client_keys=self.keys,
             admin_keys=dict(self.settings.admin_keys),
             anchor_sinks=tuple(self.settings.accountability.anchors),
+            feed_positioned=self.deployment.feed_positioned,
         )
 
     async def processor_figures(self) -> dict[str, Any]:
@@ -189,10 +165,10 @@ class System:
         if self.leader_runtime is not None:
             failures |= self.leader_runtime.failures()
         figures: dict[str, Any] = {"restarts": failures}
-        head = getattr(self.log, "head_position", None)
+        head = self.deployment.features.head
         position = await self._projection_position()
         if head is not None and position is not None:
-            figures["projection_lag_events"] = max(0, await head() - position)
+            figures["projection_lag_events"] = max(0, await head.head_position() - position)
         return figures
 
     async def _projection_position(self) -> int | None:
@@ -207,17 +183,8 @@ class System:
             await self.projection_runner.run()
 
     def add_processors(self) -> None:
-        """Register the processors: all in this runtime on the embedded log; on Kafka, the
-        command processor here and the rest on whichever process leads (see ``_lead``)."""
-        if isinstance(self.log, KafkaEventLog):
-            processor = KafkaCommandProcessor(self.log, on_leadership=self._lead)
-            self.command_processor = processor
-            if isinstance(self.handler, KafkaCommandBus):
-                # This process's commands for the partitions it owns skip the broker.
-                self.handler.attach(processor)
-            self.runtime.consumer("command-processor", processor.run)
-        else:
-            self._register_processors(self.runtime)
+        """Register the processors where the deployment runs them."""
+        self.deployment.add_processors(self.runtime, self._register_processors)
 
     def _register_processors(self, runtime: Runtime) -> Dispatcher:
         """The dispatcher, deadline keeper, projections and retention, built afresh."""
@@ -251,13 +218,15 @@ class System:
         runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
         runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
+        features = self.deployment.features
         self.checkpointer = register_checkpointer(
-            runtime, self.settings, self.log, self.identity, self.clock
+            runtime, self.settings, self.log, features, self.identity, self.clock
         )
         register_weights(
             runtime,
             self.settings,
             self.log,
+            features,
             self.identity,
             self.evaluations,
             self.clock,
@@ -265,29 +234,10 @@ class System:
         )
         return dispatcher
 
-    async def _lead(self, leading: bool) -> None:
-        async with self._leader_lock:
-            processor = self.command_processor
-            if leading and self.leader_runtime is None:
-                runtime = Runtime()
-                dispatcher = self._register_processors(runtime)
-                await runtime.start()
-                self.leader_runtime = runtime
-                if processor is not None:
-                    # Tasks created in the partitions owned here are distributed at once.
-                    processor.distributor = dispatcher
-            elif not leading and self.leader_runtime is not None:
-                if processor is not None:
-                    processor.distributor = None
-                runtime, self.leader_runtime = self.leader_runtime, None
-                await runtime.stop()
-
     async def start(self, *, edge: bool = True, processors: bool = True) -> None:
         await self.pool.refresh()
-        if edge and isinstance(self.handler, KafkaCommandBus):
-            await self.handler.start()  # or the first request would wait for it
-        if edge and self.status_feed is not None:
-            await self.status_feed.start()
+        if edge:
+            await self.deployment.start_edge()
         if edge and self.keys is not None:
             await self.keys.start()
         if (
@@ -296,7 +246,9 @@ class System:
             and self.settings.projection == "process"
             and self.projection_runner is not None
         ):
-            self.projection_child = projection_child(self.log, self.store)
+            self.projection_child = self.deployment.projection_child(
+                self.store, sqlite_read_models_path(self.settings)
+            )
         if processors:
             await self.runtime.start()
 
@@ -305,33 +257,15 @@ class System:
             await self.keys.stop()
             await self.keys.store.close()
         await self.runtime.stop()
-        await self._lead(False)
+        await self.deployment.resign()
         if self.checkpointer is not None:
             await self.checkpointer.close()
         await self.sender.drain()
         await self.client.close()
-        if self.status_feed is not None:
-            await self.status_feed.close()
-        close_handler = getattr(self.handler, "close", None)
-        if close_handler is not None:
-            await close_handler()
-        await self.log.close()
+        await self.deployment.close()
         await self.store.close()
         await self.blobs.close()
-        close = getattr(self.nonce_store, "close", None)
-        if close is not None:
-            close()
-
-
-def projection_child(log: EventLog, store: ReadModelStore) -> ProjectionChild | None:
-    """A child process to project in, where the log and read models are SQLite files.
-
-    Only for a process without an edge: the edge's status streams hear of changes
-    from the projection in their own process.
-    """
-    if isinstance(log, SqliteEventLog) and isinstance(store, SqliteReadModelStore):
-        return ProjectionChild(log.path, store.path, store)
-    return None
+        self.nonce_store.close()
 
 
 def build_system(
@@ -345,13 +279,10 @@ def build_system(
 ) -> System:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = identity or Identity.load_or_create(settings.wallets_dir, settings.wallet)
-    log = open_event_log(settings)
+    deployment = open_deployment(settings)
+    handler = deployment.commands
     store = open_read_models(settings)
     blobs = open_blobs(settings)
-    # On Kafka a task changes only in its partition owner's transaction: commands go there.
-    handler: TaskCommands = (
-        KafkaCommandBus(log) if isinstance(log, KafkaEventLog) else (CommandHandler(log))
-    )
     directory = miner_directory(settings, extra_miners, extra_validators)
     proc_settings = processor_settings(settings)
     pool = MinerPool(directory, proc_settings.directory_refresh_seconds)
@@ -368,10 +299,9 @@ def build_system(
     system = System(
         settings=settings,
         identity=identity,
-        log=log,
+        deployment=deployment,
         store=store,
         blobs=blobs,
-        handler=handler,
         pool=pool,
         selector=selector,
         client=client,
@@ -388,7 +318,6 @@ def build_system(
         links=links,
         nonce_store=open_nonce_store(settings),
         clock=clock,
-        status_feed=StatusTopicFeed(log) if isinstance(log, KafkaEventLog) else None,
     )
     system.keys = KeyRegistry(open_key_store(settings), clock, settings.api_keys)
     system.intake.quota = system.keys

@@ -8,7 +8,7 @@ import pytest
 # Before the import, so that pytest rewrites the contract's asserts too.
 pytest.register_assert_rewrite("tests.contract.nonce_store_contract")
 
-from miners.btauth import SqliteNonceStore  # noqa: E402
+from miners.sqlite_nonces import SqliteNonceStore  # noqa: E402
 from tests.contract.nonce_store_contract import NonceStoreContract  # noqa: E402
 
 

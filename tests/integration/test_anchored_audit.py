@@ -25,6 +25,7 @@ from miners.identity import Identity
 from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
 from taskledger.anchoring import resume_for
+from taskledger.deployments.embedded import log_features
 from tests.integration.test_cli import write_lifecycles
 from tests.support.rewrites import delete_task, rewrite_task
 
@@ -51,7 +52,8 @@ async def checkpoint(database: Path, anchors: Path, signer: Identity = PROXY) ->
         signer.signer,
         log_name=log.log_name,
         partition_of=lambda task_id: 0,
-        resume=resume_for(log),
+        resume=resume_for(log_features(log)),
+        hashes=log,
         every_events=EVERY,
         every_seconds=3600.0,
         sinks=[FileAnchors(anchors)],

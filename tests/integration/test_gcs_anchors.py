@@ -14,6 +14,7 @@ from processors.anchors import GcsAnchors, object_name
 from processors.checkpointer import Checkpointer
 from taskledger.accountability import audit_against_anchors, load_anchors
 from taskledger.anchoring import resume_for
+from taskledger.deployments.embedded import log_features
 from tests.integration.test_anchored_audit import EVERY, PROXY
 from tests.integration.test_cli import write_lifecycles
 from tests.support.gcs_emulator import GcsEmulator
@@ -37,7 +38,8 @@ async def test_gcs_anchors_are_create_only_and_hold_the_log_to_account(
         PROXY.signer,
         log_name=log.log_name,
         partition_of=lambda task_id: 0,
-        resume=resume_for(log),
+        resume=resume_for(log_features(log)),
+        hashes=log,
         every_events=EVERY,
         every_seconds=3600.0,
         sinks=[sink],
@@ -60,13 +62,13 @@ async def test_gcs_anchors_are_create_only_and_hold_the_log_to_account(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.endpoint)
     anchors = await load_anchors(f"gs://{bucket}/proxy-a")
     assert [c.position for c in anchors] == [16, 32]
-    clean = await audit_against_anchors(log, anchors, PROXY.ss58)
+    clean = await audit_against_anchors(log, log_features(log), anchors, PROXY.ss58)
     assert clean.clean and clean.reproduced == 2 and clean.unanchored_events == 8
 
     await log.close()
     rewrite_task(tmp_path / "events.db", ids[2])
     log = SqliteEventLog(tmp_path / "events.db")
-    report = await audit_against_anchors(log, anchors, PROXY.ss58)
+    report = await audit_against_anchors(log, log_features(log), anchors, PROXY.ss58)
     assert [(f.kind, f.position) for f in report.findings] == [("log_rewritten", 17)]
     await log.close()
     client.close()

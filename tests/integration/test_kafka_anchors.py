@@ -36,6 +36,7 @@ from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
 from taskledger.accountability import audit_against_anchors, load_anchors
 from taskledger.anchoring import resume_for
+from taskledger.deployments.kafka import log_features
 from taskledger.settings import from_environment
 from taskledger.system import build_system
 from tests.integration.test_anchored_audit import PROXY
@@ -74,7 +75,7 @@ async def checkpoint_all(log: KafkaEventLog, anchors: Path, events: int) -> None
         PROXY.signer,
         log_name=log.log_name,
         partition_of=log.partition_of,
-        resume=resume_for(log),
+        resume=resume_for(log_features(log)),
         every_events=10_000,
         every_seconds=0.0,  # sign at every batch
         sinks=[FileAnchors(anchors)],
@@ -106,7 +107,7 @@ async def test_the_attack_on_kafka_fails_the_anchored_audit(
     later = await write(log, 6, 2)
     checkpoints = await load_anchors(str(anchors))
     assert {c.partition for c in checkpoints} == {log.partition_of(t) for t in ids}
-    report = await audit_against_anchors(log, checkpoints, PROXY.ss58)
+    report = await audit_against_anchors(log, log_features(log), checkpoints, PROXY.ss58)
     assert report.clean, [str(f) for f in report.findings]
     assert report.unanchored_events == 16
     streams: dict[str, list[Envelope]] = {t: await log.read_stream(t) for t in ids + later}
@@ -129,7 +130,7 @@ async def test_the_attack_on_kafka_fails_the_anchored_audit(
     plain = await audit_log(forged)
     assert plain.clean, [str(v) for v in plain.violations]  # the task chains are fooled
 
-    report = await audit_against_anchors(forged, checkpoints, PROXY.ss58)
+    report = await audit_against_anchors(forged, log_features(forged), checkpoints, PROXY.ss58)
     broken = {finding.partition for finding in report.findings}
     assert {f.kind for f in report.findings} == {"log_rewritten"}
     # The attacked tasks' partitions fail; so may the others, as the rewritten topics put
@@ -192,7 +193,7 @@ async def test_the_weights_processor_on_kafka_appends_through_the_streams_owner(
         assert system.leader_runtime is not None
         assert "weights" in system.leader_runtime.failures()
         assert "weights" not in system.runtime.failures()  # the leader's alone
-        await system._lead(False)  # no more ticks of its own
+        await system.deployment.resign()  # no more ticks of its own
         # The same event from a process that owns nothing goes through the commands topic.
         failed = WeightsSubmitted(
             netuid=NETUID, version_key=7, uids=[1], weights=[1.0], hotkeys=[MINERS[0]],
@@ -230,7 +231,9 @@ async def test_the_weights_processor_on_kafka_appends_through_the_streams_owner(
     anchors = tmp_path / "anchors.jsonl"
     events = sum([len(await reader.read_stream(t)) for t in ids]) + len(stream)
     await checkpoint_all(reader, anchors, events)
-    report = await audit_against_anchors(reader, await load_anchors(str(anchors)), PROXY.ss58)
+    report = await audit_against_anchors(
+        reader, log_features(reader), await load_anchors(str(anchors)), PROXY.ss58
+    )
     assert report.clean and report.unanchored_events == 0, [str(f) for f in report.findings]
 
     store = SqliteReadModelStore(tmp_path / "readmodels.db")

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from events import EventLog, StreamHead
+from events import StreamHead
 from events.kafka_log import KafkaEventLog
+from taskledger.deployments import Deployment
+from taskledger.deployments.kafka import KafkaDeployment
 from taskledger.settings import Settings
 from tests.support.edge_system import running_edge
 from tests.support.kafka_broker import KafkaBroker
@@ -43,11 +45,11 @@ async def test_a_task_from_submission_to_approval(
     url = f"kafka://{kafka.bootstrap}?prefix=system-{uuid.uuid4().hex[:10]}&partitions=3"
     logs: list[KafkaEventLog] = []
 
-    def open_kafka_log(settings: Settings) -> EventLog:
+    def open_kafka_deployment(settings: Settings) -> Deployment:
         logs.append(KafkaEventLog.from_url(url))
-        return logs[-1]
+        return KafkaDeployment(logs[-1])
 
-    monkeypatch.setattr("taskledger.system.open_event_log", open_kafka_log)
+    monkeypatch.setattr("taskledger.system.open_deployment", open_kafka_deployment)
     async with running_edge(tmp_path, miners=("instant",)) as edge:
         assert isinstance(edge.system.log, KafkaEventLog)
         task_ids = [str((await edge.submit())["task_id"]) for _ in range(5)]

@@ -14,8 +14,9 @@ from bittensor import http_auth
 from bittensor.http_auth import InMemoryNonceStore, NonceStore
 from yarl import URL
 
-from miners.btauth import AuthFailed, SqliteNonceStore, sign_headers, verify_request
+from miners.btauth import AuthFailed, sign_headers, verify_request
 from miners.identity import Identity
+from miners.sqlite_nonces import SqliteNonceStore
 
 PROXY = Identity.from_uri("//Alice", "proxy")
 MINER = Identity.from_uri("//Bob", "miner")

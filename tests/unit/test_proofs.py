@@ -173,26 +173,30 @@ def test_accountability_settings_defaults_and_values() -> None:
 
 async def test_the_latest_checkpoint_is_there_for_the_operators_page(tmp_path: Path) -> None:
     from events.sqlite_log import SqliteEventLog
-    from taskledger.accountability import latest_checkpoint
+    from taskledger.deployments.embedded import log_features
 
     log = SqliteEventLog(tmp_path / "events.db")
-    assert await latest_checkpoint(log) is None
+    latest_checkpoint = log_features(log).latest_checkpoint
+    assert await latest_checkpoint() is None
     for position in (5, 9, 7):
         await log.save_log_checkpoint(signed_checkpoint(position, position, "a" * 64))
-    latest = await latest_checkpoint(log)
+    latest = await latest_checkpoint()
     assert latest is not None and latest.position == 9
     assert [c.position for c in await log.log_checkpoints(after=5, limit=1)] == [7]
     await log.close()
 
 
 async def test_the_operators_page_gets_the_latest_checkpoint(tmp_path: Path) -> None:
+    from events.capabilities import LogFeatures
     from events.sqlite_log import SqliteEventLog
     from http_edge.checkpoints import anchors_status
+    from taskledger.deployments.embedded import log_features
 
     log = SqliteEventLog(tmp_path / "events.db")
-    assert (await anchors_status(log))["status"] == "no checkpoint yet"
+    features = log_features(log)
+    assert (await anchors_status(features))["status"] == "no checkpoint yet"
     await log.save_log_checkpoint(signed_checkpoint(12, 12, "b" * 64))
-    status = await anchors_status(log)
+    status = await anchors_status(features)
     assert status["configured"] and status["latest"]["position"] == 12
-    assert (await anchors_status(object()))["configured"] is False
+    assert (await anchors_status(LogFeatures(name="memory")))["configured"] is False
     await log.close()

@@ -36,7 +36,7 @@ class FrozenStore:
 
 
 def _context(store: FrozenStore, feed: StatusBroadcaster) -> EdgeContext:
-    return cast(EdgeContext, SimpleNamespace(store=store, broadcaster=feed))
+    return cast(EdgeContext, SimpleNamespace(store=store, broadcaster=feed, feed_positioned=None))
 
 
 async def test_the_feed_wakes_a_held_request_with_no_read_of_its_own() -> None:

@@ -1,0 +1,87 @@
+"""The Kafka deployment: commands go to their partition's owner, status comes from the
+status topic, and the processors other than the command processor run on one leader."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from events import EventLog
+from events.capabilities import LogFeatures
+from events.kafka_log import KafkaEventLog
+from http_edge.context import StatusChanges
+from processors.kafka.bus import KafkaCommandBus
+from processors.command_port import TaskCommands
+from processors.kafka.processor import KafkaCommandProcessor
+from processors.projection_child import ProjectionChild
+from processors.runtime import Runtime
+from processors.kafka.status_topic import StatusTopicFeed
+from projections.store import ReadModelStore
+from taskledger.deployments.deployment import RegistersProcessors
+
+
+def log_features(log: KafkaEventLog) -> LogFeatures:
+    """Checkpoints kept in the checkpoints topic, positions per partition."""
+    return LogFeatures(name=log.log_name, checkpoints=log, partitions=log)
+
+
+class KafkaDeployment:
+    def __init__(self, log: KafkaEventLog) -> None:
+        self._kafka = log
+        self.log: EventLog = log
+        self.features = log_features(log)
+        # A task changes only in its partition owner's transaction: commands go there.
+        self._bus = KafkaCommandBus(log)
+        self.commands: TaskCommands = self._bus
+        self._feed = StatusTopicFeed(log)
+        self.status_feed: StatusChanges | None = self._feed
+        self.feed_positioned: asyncio.Event | None = self._feed.positioned
+        # The processors other than the command processor, while this process leads.
+        self.leader_runtime: Runtime | None = None
+        self._processor: KafkaCommandProcessor | None = None
+        self._register: RegistersProcessors | None = None
+        self._leader_lock = asyncio.Lock()
+
+    def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
+        """The command processor here; the rest on whichever process leads (``lead``)."""
+        processor = KafkaCommandProcessor(self._kafka, on_leadership=self.lead)
+        self._processor = processor
+        self._register = register
+        # This process's commands for the partitions it owns skip the broker.
+        self._bus.attach(processor)
+        runtime.consumer("command-processor", processor.run)
+
+    async def lead(self, leading: bool) -> None:
+        async with self._leader_lock:
+            processor = self._processor
+            if leading and self.leader_runtime is None and self._register is not None:
+                runtime = Runtime()
+                dispatcher = self._register(runtime)
+                await runtime.start()
+                self.leader_runtime = runtime
+                if processor is not None:
+                    # Tasks created in the partitions owned here are distributed at once.
+                    processor.distributor = dispatcher
+            elif not leading and self.leader_runtime is not None:
+                if processor is not None:
+                    processor.distributor = None
+                runtime, self.leader_runtime = self.leader_runtime, None
+                await runtime.stop()
+
+    def projection_child(
+        self, store: ReadModelStore, store_path: Path | None
+    ) -> ProjectionChild | None:
+        """None: a child process projects only from an embedded log's file."""
+        return None
+
+    async def start_edge(self) -> None:
+        await self._bus.start()  # or the first request would wait for it
+        await self._feed.start()
+
+    async def resign(self) -> None:
+        await self.lead(False)
+
+    async def close(self) -> None:
+        await self._feed.close()
+        await self._bus.close()
+        await self._kafka.close()
