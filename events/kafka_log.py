@@ -61,7 +61,7 @@ partition to the end first, unless this process owns the partition) and reads th
 partition from the stream's first to its last offset; recent streams are cached. A
 restarted process therefore reads correctly without any local state, and a broker that is
 away for a moment delays reads (up to ``read_timeout``) and appends (``append_timeout``).
-The heads a process has read live in a :class:`~events.kafka_heads.HeadsTable`: the
+The heads a process has read live in a :class:`~events.kafka.heads.HeadsTable`: the
 recently used ones in memory, the rest in a private temporary file that goes with the
 process, so memory does not grow with the number of tasks.
 ``subscribe`` reads every partition; order holds within a partition, hence within a task,
@@ -98,7 +98,7 @@ from aiokafka.partitioner import murmur2
 
 from events.codec import GENESIS_HASH, canonical, decode
 from events.envelope import Envelope, from_stored
-from events.kafka_heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
+from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
 from events.log import (
     Batch,
     BrokenChain,

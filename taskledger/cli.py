@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from events.kafka_logging import configure_kafka_logging
+from events.kafka import configure_kafka_logging
 from taskledger.collector import tune_collector
 from taskledger.settings import Settings, SettingsError, from_environment
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from events.kafka_logging import AIOKAFKA, TransientStartupErrors, configure_kafka_logging
+from events.kafka import AIOKAFKA, TransientStartupErrors, configure_kafka_logging
 
 
 class Collected(logging.Handler):
