@@ -1,31 +1,6 @@
 """The Kafka event log: events keyed by task id, appended in Kafka transactions.
 
-Topics (``<prefix>`` is ``taskledger`` unless configured), created at start when missing:
-
-=========================  ====================================  ===================================
-topic                      layout                                holds
-=========================  ====================================  ===================================
-``<prefix>.events``        N partitions, ``cleanup.policy=       every event; key = task id, value =
-                           delete``, ``retention.ms=-1``         the envelope's canonical body (the
-                                                                 bytes that are hashed), header
-                                                                 ``hash``
-``<prefix>.heads``         N partitions, compacted               each stream's head: last sequence,
-                                                                 hash, offsets of its first and last
-                                                                 event; written in the same
-                                                                 transaction as the events (and
-                                                                 the command processor's input
-                                                                 positions, see ``input_key``)
-``<prefix>.commands``      N partitions                          commands for the command processor
-``<prefix>.status``        N partitions, compacted               task status documents
-``<prefix>.deadletter``    1 partition                           commands that could not be decoded
-``<prefix>.checkpoints``   1 partition, compacted                consumer checkpoints, by name
-``<prefix>.replies``       1 partition, kept an hour             the command processor's answer to
-                                                                 each command, by command id
-=========================  ====================================  ===================================
-
-A task lives in partition ``murmur2(task id) mod N`` of every keyed topic; this module
-computes it (the Java client's default partitioner) rather than leaving it to a producer's
-configuration, so a task's commands, events, head and status always share the number.
+The topics, and which partition holds a task: see :mod:`events.kafka.topics`.
 
 **Single writer per partition.** Kafka has no conditional append, so optimistic
 concurrency holds only while one writer at a time appends to a partition and knows every
@@ -68,37 +43,44 @@ process, so memory does not grow with the number of tasks.
 not across tasks. A subscriber is never handed an event of a partition this process writes
 before ``read_stream`` here finds it: a commit becomes visible to consumers a moment before
 its writer has recorded it, and the subscriber waits for that (at most ``settle_seconds``).
-Its checkpoint is JSON ``{"<partition>": <next offset>}``. Without
-``follow`` it stops at the last stable offsets as they were when called (including this
+Without ``follow`` it stops at the last stable offsets as they were when called (including this
 process's own commits, whose transaction markers may land a moment after the commit).
 
-**Checkpoints** live in a compacted topic keyed by consumer name rather than in consumer
-group offsets: a checkpoint here is an opaque string that a projection may also keep next
-to its own store, and the topic keeps them with the log, readable by any tool.
+**Checkpoints**: see :mod:`events.kafka.checkpoints`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.partitioner import murmur2
 
 from events.codec import GENESIS_HASH, canonical, decode
-from events.envelope import Envelope, from_stored
+from events.envelope import Envelope
+from events.kafka.checkpoints import (
+    SavedCheckpoints,
+    decode_checkpoint,
+    encode_checkpoint,
+    log_checkpoint_record,
+)
 from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
+from events.kafka.recent import PlacedEvents, StreamCache
+from events.kafka.topics import (
+    DEFAULT_PARTITIONS,
+    INPUT_PREFIX,
+    KafkaTopics,
+    input_key,
+    partition_for,
+)
 from events.log import (
     Batch,
     BrokenChain,
@@ -111,10 +93,6 @@ from events.log_chain import Checkpoint
 
 logger = logging.getLogger(__name__)
 
-_LOG_CHECKPOINT = "log-checkpoint/"
-
-
-DEFAULT_PARTITIONS = 6
 _TOPIC_ALREADY_EXISTS = 36
 _MAX_GROUP = 500
 _CATCH_UP_WAIT_MS = 5
@@ -122,85 +100,6 @@ _CATCH_UP_WAIT_MS = 5
 
 class WriterFenced(Exception):
     """Another writer took over this one's partitions (same transactional id, started later)."""
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaTopics:
-    prefix: str
-    partitions: int
-
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}.events"
-
-    @property
-    def heads(self) -> str:
-        return f"{self.prefix}.heads"
-
-    @property
-    def commands(self) -> str:
-        return f"{self.prefix}.commands"
-
-    @property
-    def status(self) -> str:
-        return f"{self.prefix}.status"
-
-    @property
-    def deadletter(self) -> str:
-        return f"{self.prefix}.deadletter"
-
-    @property
-    def checkpoints(self) -> str:
-        return f"{self.prefix}.checkpoints"
-
-    @property
-    def replies(self) -> str:
-        """The command processor's answer to each command, for whoever sent it (short-lived)."""
-        return f"{self.prefix}.replies"
-
-    def keyed(self) -> tuple[str, ...]:
-        """The co-partitioned topics: a task has the same partition number in each."""
-        return (self.events, self.heads, self.commands, self.status)
-
-    def specs(self) -> list[NewTopic]:
-        compacted = {"cleanup.policy": "compact"}
-        forever = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
-        n = self.partitions
-        return [
-            NewTopic(self.events, n, 1, topic_configs=forever),
-            NewTopic(self.heads, n, 1, topic_configs=compacted),
-            NewTopic(self.commands, n, 1, topic_configs={}),
-            NewTopic(self.status, n, 1, topic_configs=compacted),
-            NewTopic(self.deadletter, 1, 1, topic_configs=forever),
-            NewTopic(self.checkpoints, 1, 1, topic_configs=compacted),
-            NewTopic(self.replies, 1, 1, topic_configs={"retention.ms": str(3_600_000)}),
-        ]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def partition_for(task_id: str, partitions: int) -> int:
-    """The partition of a task in every keyed topic (the Java client's default partitioner).
-
-    Remembered: a command's task is looked up several times on its way (plan, commit,
-    heads), and murmur2 in pure Python costs more than the lookups around it."""
-    hashed: int = murmur2(task_id.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
-
-
-# Heads records under this prefix are not streams' heads but input positions (see
-# ``input_key``); no task id starts with a NUL byte.
-_INPUT_PREFIX = b"\x00input:"
-
-
-def input_key(tp: TopicPartition) -> bytes:
-    """The heads-topic key of a consumer position committed with a writer's transactions.
-
-    The command processor commits its position in ``<prefix>.commands`` partition N as a
-    record in heads partition N, in the same transaction as the events it decided: one
-    produce request more or less, where a consumer-group offset commit costs two round
-    trips to the coordinators (AddOffsetsToTxn, TxnOffsetCommit) and a marker more.
-    """
-    return _INPUT_PREFIX + f"{tp.topic}:{tp.partition}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,84 +397,6 @@ class _MisplacedGuess(Exception):
     """The events did not land where the writer expected: its heads would be wrong."""
 
 
-class _PlacedEvents:
-    """The events this process committed, by partition and offset, for a while.
-
-    Subscribers in the writer's own process (the leader's dispatcher and projections) read
-    them back from the topic in a moment; they take these objects rather than decode the
-    same bytes again. Only committed transactions are remembered, and a read_committed
-    consumer never sees an aborted record, so an offset found here is the record there.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._events: dict[tuple[int, int], Envelope] = {}
-
-    def remember(self, partition: int, offsets: Sequence[int], events: Sequence[Envelope]) -> None:
-        for offset, envelope in zip(offsets, events, strict=True):
-            self._events[(partition, offset)] = envelope
-        while len(self._events) > self._size:
-            del self._events[next(iter(self._events))]
-
-    def envelope(self, record: Any) -> Envelope:
-        """The event of an events-topic record: remembered, or decoded."""
-        placed = self._events.get((record.partition, record.offset))
-        if placed is not None and record.key == placed.task_id.encode():
-            if placed.position != record.offset:
-                # Sealed before it had an offset: the log chain needs its position.
-                placed = dataclasses.replace(placed, position=record.offset)
-                self._events[(record.partition, record.offset)] = placed
-            return placed
-        return _envelope(record)
-
-
-class _StreamCache:
-    """Recently read or written streams, valid while their length matches the head."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._streams: OrderedDict[str, list[Envelope]] = OrderedDict()
-
-    def get(self, task_id: str, sequence: int) -> list[Envelope] | None:
-        stream = self._streams.get(task_id)
-        if stream is None or len(stream) != sequence:
-            return None
-        self._streams.move_to_end(task_id)
-        return stream
-
-    def put(self, task_id: str, stream: list[Envelope]) -> None:
-        self._streams[task_id] = stream
-        self._streams.move_to_end(task_id)
-        while len(self._streams) > self._size:
-            self._streams.popitem(last=False)
-
-    def extend(self, task_id: str, events: Sequence[Envelope]) -> None:
-        stream = self._streams.get(task_id)
-        if stream is None and events and events[0].sequence == 1:
-            self.put(task_id, list(events))
-        elif stream is not None and events and len(stream) + 1 == events[0].sequence:
-            stream.extend(events)
-            self._streams.move_to_end(task_id)
-        else:
-            self._streams.pop(task_id, None)
-
-
-def _encode_checkpoint(positions: Mapping[int, int]) -> str:
-    return canonical({str(partition): offset for partition, offset in positions.items()}).decode()
-
-
-def decode_checkpoint(checkpoint: str | None) -> dict[int, int]:
-    if not checkpoint:
-        return {}
-    try:
-        fields = decode(checkpoint)
-        if not isinstance(fields, dict):
-            raise TypeError(type(fields).__name__)
-        return {int(partition): int(offset) for partition, offset in fields.items()}
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"not a Kafka event log checkpoint: {checkpoint!r}") from error
-
-
 class KafkaEventLog:
     """The event log on Kafka; see the module docstring for the design.
 
@@ -622,14 +443,14 @@ class KafkaEventLog:
         self._events_lock = asyncio.Lock()
         self._heads = HeadsTable(heads_in_memory)
         self._inputs: dict[str, int] = {}  # "<topic>:<partition>" -> committed position
-        self._checkpoints: dict[str, str] = {}
+        self._checkpoints = SavedCheckpoints()
         self._owners: dict[int, StreamWriter] = {}
         self._own_end: dict[int, int] = {}
         # Per events partition, the offset after the last event the known heads cover.
         self._heads_end: dict[int, int] = {}
-        self._cache = _StreamCache(stream_cache_size)
+        self._cache = StreamCache(stream_cache_size)
         # Seconds' worth: the subscribers in this process are moments behind its commits.
-        self._placed = _PlacedEvents(8192)
+        self._placed = PlacedEvents(8192)
         self._writer: StreamWriter | None = None
         self._fenced: WriterFenced | None = None
         self._pending: list[PendingAppend] = []
@@ -1028,15 +849,13 @@ class KafkaEventLog:
         if key is None:
             return
         if topic == self.topics.heads:
-            if key.startswith(_INPUT_PREFIX):
+            if key.startswith(INPUT_PREFIX):
                 if value is not None:
-                    self._inputs[key[len(_INPUT_PREFIX) :].decode()] = int(decode(value)["offset"])
+                    self._inputs[key[len(INPUT_PREFIX) :].decode()] = int(decode(value)["offset"])
             elif value is not None:
                 self._set_head(key.decode(), Head.decode(value))
-        elif value is None:
-            self._checkpoints.pop(key.decode(), None)
         else:
-            self._checkpoints[key.decode()] = value.decode()
+            self._checkpoints.apply(key, value)
 
     async def _timed(self, operation: Any) -> Any:
         try:
@@ -1125,7 +944,7 @@ class KafkaEventLog:
                 events.extend(self._placed.envelope(record) for record in records)
                 positions[tp.partition] = records[-1].offset + 1
             if events:
-                yield Batch(tuple(events), _encode_checkpoint(positions))
+                yield Batch(tuple(events), encode_checkpoint(positions))
 
     async def _read_to_end(
         self,
@@ -1158,7 +977,7 @@ class KafkaEventLog:
                 if records:
                     yield Batch(
                         tuple(self._placed.envelope(record) for record in records),
-                        _encode_checkpoint(positions),
+                        encode_checkpoint(positions),
                     )
             consumer.pause(tp)
 
@@ -1181,32 +1000,22 @@ class KafkaEventLog:
                 self.topics.checkpoints, value=checkpoint.encode(), key=consumer.encode()
             )
         )
-        self._checkpoints[consumer] = checkpoint
+        self._checkpoints.put(consumer, checkpoint)
 
-    # -- the log chain's signed checkpoints ---------------------------------------------
-    # Kept in the checkpoints topic under a key of their own each (compaction keeps them
-    # all), so they live with the log and any tool reading that topic finds them.
+    # -- the log chain's signed checkpoints (see events.kafka.checkpoints) ----------------
 
     @property
     def log_name(self) -> str:
         return self.topics.events
 
     async def save_log_checkpoint(self, checkpoint: Checkpoint) -> None:
-        key = f"{_LOG_CHECKPOINT}{checkpoint.partition}/{checkpoint.position:020d}"
-        await self.save_checkpoint(key, canonical(checkpoint.to_document()).decode())
+        await self.save_checkpoint(*log_checkpoint_record(checkpoint))
 
     async def log_checkpoints(
         self, after: int | None = None, limit: int | None = None
     ) -> list[Checkpoint]:
         await self._catch_up_meta([TopicPartition(self.topics.checkpoints, 0)])
-        found = [
-            Checkpoint.from_document(decode(value))
-            for key, value in list(self._checkpoints.items())
-            if key.startswith(_LOG_CHECKPOINT)
-        ]
-        found.sort(key=lambda checkpoint: (checkpoint.position, checkpoint.partition))
-        found = [c for c in found if after is None or c.position > after]
-        return found if limit is None else found[:limit]
+        return self._checkpoints.log_checkpoints(after, limit)
 
     # -- health ---------------------------------------------------------------------------
 
@@ -1217,11 +1026,3 @@ class KafkaEventLog:
         described = await self._timed(self._admin.describe_topics([self.topics.events]))
         if not described or described[0]["error_code"] != 0:
             raise LogUnavailable(f"topic {self.topics.events} is not available")
-
-
-def _envelope(record: Any) -> Envelope:
-    hash = ""
-    for name, value in record.headers or ():
-        if name == "hash":
-            hash = bytes(value).decode()
-    return from_stored(bytes(record.value), hash, record.offset)

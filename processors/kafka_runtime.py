@@ -78,8 +78,8 @@ from aggregates import (
 from events import GENESIS_HASH, Envelope, LogUnavailable, canonical
 from events.codec import decode
 from events.envelope import seal
+from events.kafka import DEFAULT_PARTITIONS
 from events.kafka_log import (
-    DEFAULT_PARTITIONS,
     KafkaEventLog,
     OutRecord,
     PendingAppend,

@@ -1,11 +1,15 @@
 """The Kafka event log, one concern per module.
 
+- :mod:`~events.kafka.topics`: the topics, and which partition holds a task;
 - :mod:`~events.kafka.heads`: each stream's head, in a table whose memory stays bounded;
+- :mod:`~events.kafka.recent`: streams and events this process has just read or written;
+- :mod:`~events.kafka.checkpoints`: consumer checkpoints and the log chain's checkpoints;
 - :mod:`~events.kafka.quiet_logs`: the logging policy a process installs when it starts.
 
 Importing any of them changes nothing outside it (no logging filter, no level).
 """
 
+from events.kafka.checkpoints import decode_checkpoint
 from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
 from events.kafka.quiet_logs import (
     AIOKAFKA,
@@ -13,13 +17,19 @@ from events.kafka.quiet_logs import (
     configure_kafka_logging,
     install_fenced_transaction_filter,
 )
+from events.kafka.topics import DEFAULT_PARTITIONS, KafkaTopics, input_key, partition_for
 
 __all__ = [
     "AIOKAFKA",
     "DEFAULT_HEADS_IN_MEMORY",
+    "DEFAULT_PARTITIONS",
     "Head",
     "HeadsTable",
+    "KafkaTopics",
     "TransientStartupErrors",
     "configure_kafka_logging",
+    "decode_checkpoint",
+    "input_key",
     "install_fenced_transaction_filter",
+    "partition_for",
 ]
