@@ -78,15 +78,15 @@ from aggregates import (
 from events import GENESIS_HASH, Envelope, LogUnavailable, canonical
 from events.codec import decode
 from events.envelope import seal
-from events.kafka import DEFAULT_PARTITIONS
-from events.kafka_log import (
-    KafkaEventLog,
+from events.kafka import (
+    DEFAULT_PARTITIONS,
     OutRecord,
     PendingAppend,
     StreamWriter,
     TransactionFailed,
     WriterFenced,
 )
+from events.kafka_log import KafkaEventLog
 from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
 from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id, seal_events

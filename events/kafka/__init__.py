@@ -3,7 +3,10 @@
 - :mod:`~events.kafka.topics`: the topics, and which partition holds a task;
 - :mod:`~events.kafka.heads`: each stream's head, in a table whose memory stays bounded;
 - :mod:`~events.kafka.recent`: streams and events this process has just read or written;
+- :mod:`~events.kafka.partition_state`: what the log and its writers know of the partitions;
+- :mod:`~events.kafka.writer`: the single, transactional writer of some partitions;
 - :mod:`~events.kafka.checkpoints`: consumer checkpoints and the log chain's checkpoints;
+- :mod:`~events.kafka.clients`: the clients' settings, and creating the topics;
 - :mod:`~events.kafka.quiet_logs`: the logging policy a process installs when it starts.
 
 Importing any of them changes nothing outside it (no logging filter, no level).
@@ -18,6 +21,13 @@ from events.kafka.quiet_logs import (
     install_fenced_transaction_filter,
 )
 from events.kafka.topics import DEFAULT_PARTITIONS, KafkaTopics, input_key, partition_for
+from events.kafka.writer import (
+    OutRecord,
+    PendingAppend,
+    StreamWriter,
+    TransactionFailed,
+    WriterFenced,
+)
 
 __all__ = [
     "AIOKAFKA",
@@ -26,7 +36,12 @@ __all__ = [
     "Head",
     "HeadsTable",
     "KafkaTopics",
+    "OutRecord",
+    "PendingAppend",
+    "StreamWriter",
+    "TransactionFailed",
     "TransientStartupErrors",
+    "WriterFenced",
     "configure_kafka_logging",
     "decode_checkpoint",
     "input_key",

@@ -24,7 +24,8 @@ from aiokafka.errors import KafkaError
 
 from aggregates import Command, DomainError
 from events import LogUnavailable
-from events.kafka_log import KafkaEventLog, WriterFenced
+from events.kafka import WriterFenced
+from events.kafka_log import KafkaEventLog
 from processors.commands import CommandHandler
 from processors.kafka_runtime import CommandPublisher
 from projections.audit import audit_log

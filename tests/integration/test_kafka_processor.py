@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
 from events import Envelope, canonical
-from events.kafka import partition_for
-from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed
+from events.kafka import StreamWriter, TransactionFailed, partition_for
+from events.kafka_log import KafkaEventLog
 from processors.kafka_runtime import CommandMessage, CommandPublisher, KafkaCommandProcessor
 from projections.audit import audit_log
 from projections.status_document import status_document
