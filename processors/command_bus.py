@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
 from events import Envelope
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id
 from processors.kafka_runtime import AnyCommand, CommandPublisher, KafkaCommandProcessor

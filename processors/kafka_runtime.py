@@ -80,13 +80,13 @@ from events.codec import decode
 from events.envelope import seal
 from events.kafka import (
     DEFAULT_PARTITIONS,
+    KafkaEventLog,
     OutRecord,
     PendingAppend,
     StreamWriter,
     TransactionFailed,
     WriterFenced,
 )
-from events.kafka_log import KafkaEventLog
 from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
 from processors.command_replies import CommandReply, NoReply
 from processors.commands import Outcome, new_id, seal_events

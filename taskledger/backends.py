@@ -23,7 +23,7 @@ def open_event_log(settings: Settings) -> EventLog:
         durability: Durability = "full" if settings.durability == "full" else "normal"
         return SqliteEventLog(settings.data_dir / "events.db", durability=durability)
     if settings.event_log.startswith("kafka://"):
-        from events.kafka_log import KafkaEventLog
+        from events.kafka import KafkaEventLog
 
         try:
             return KafkaEventLog.from_url(settings.event_log)

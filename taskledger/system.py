@@ -17,7 +17,7 @@ from bittensor.http_auth import NonceStore
 from blobs.links import InputLinks
 from blobs.port import BlobStore
 from events import EventLog
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from events.sqlite_log import SqliteEventLog
 from http_edge.context import EdgeContext, EdgeLimits
 from http_edge.key_store.registry import KeyRegistry

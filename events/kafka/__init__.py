@@ -2,11 +2,12 @@
 
 - :mod:`~events.kafka.topics`: the topics, and which partition holds a task;
 - :mod:`~events.kafka.heads`: each stream's head, in a table whose memory stays bounded;
-- :mod:`~events.kafka.recent`: streams and events this process has just read or written;
 - :mod:`~events.kafka.partition_state`: what the log and its writers know of the partitions;
 - :mod:`~events.kafka.writer`: the single, transactional writer of some partitions;
+- :mod:`~events.kafka.reads`, :mod:`~events.kafka.subscriptions`: streams, subscriptions;
 - :mod:`~events.kafka.checkpoints`: consumer checkpoints and the log chain's checkpoints;
 - :mod:`~events.kafka.clients`: the clients' settings, and creating the topics;
+- :mod:`~events.kafka.log`: :class:`KafkaEventLog`, the ``EventLog`` port on all of them;
 - :mod:`~events.kafka.quiet_logs`: the logging policy a process installs when it starts.
 
 Importing any of them changes nothing outside it (no logging filter, no level).
@@ -14,6 +15,7 @@ Importing any of them changes nothing outside it (no logging filter, no level).
 
 from events.kafka.checkpoints import decode_checkpoint
 from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY, Head, HeadsTable
+from events.kafka.log import KafkaEventLog
 from events.kafka.quiet_logs import (
     AIOKAFKA,
     TransientStartupErrors,
@@ -35,6 +37,7 @@ __all__ = [
     "DEFAULT_PARTITIONS",
     "Head",
     "HeadsTable",
+    "KafkaEventLog",
     "KafkaTopics",
     "OutRecord",
     "PendingAppend",

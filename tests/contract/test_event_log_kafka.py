@@ -15,8 +15,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from events import EventLog
-from events.kafka import DEFAULT_HEADS_IN_MEMORY, WriterFenced, decode_checkpoint, partition_for
-from events.kafka_log import KafkaEventLog
+from events.kafka import (
+    DEFAULT_HEADS_IN_MEMORY,
+    KafkaEventLog,
+    WriterFenced,
+    decode_checkpoint,
+    partition_for,
+)
 from tests.contract.event_log_contract import EventLogContract, chain, events_of, ids, read_all
 from tests.support.kafka_broker import KafkaBroker
 

@@ -16,9 +16,8 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
-from events.kafka import StreamWriter, TransactionFailed
+from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed
 from events.kafka.partition_state import PartitionState
-from events.kafka_log import KafkaEventLog
 from processors.command_bus import KafkaCommandBus
 from processors.commands import Outcome
 from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor

@@ -24,8 +24,7 @@ from aiokafka.errors import KafkaError
 
 from aggregates import Command, DomainError
 from events import LogUnavailable
-from events.kafka import WriterFenced
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
 from processors.kafka_runtime import CommandPublisher
 from projections.audit import audit_log

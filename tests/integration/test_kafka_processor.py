@@ -21,8 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
 from events import Envelope, canonical
-from events.kafka import StreamWriter, TransactionFailed, partition_for
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
 from processors.kafka_runtime import CommandMessage, CommandPublisher, KafkaCommandProcessor
 from projections.audit import audit_log
 from projections.status_document import status_document

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from events import EventLog, StreamHead
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from taskledger.settings import Settings
 from tests.support.edge_system import running_edge
 from tests.support.kafka_broker import KafkaBroker

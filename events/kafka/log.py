@@ -29,15 +29,8 @@ therefore reads correctly without any local state, and a broker that is away for
 delays reads (up to ``read_timeout``) and appends (``append_timeout``). The heads a
 process has read live in a :class:`~events.kafka.heads.HeadsTable`: the recently used
 ones in memory, the rest in a private temporary file that goes with the process, so memory
-does not grow with the number of tasks.
-``subscribe`` reads every partition; order holds within a partition, hence within a task,
-not across tasks. A subscriber is never handed an event of a partition this process writes
-before ``read_stream`` here finds it: a commit becomes visible to consumers a moment before
-its writer has recorded it, and the subscriber waits for that (at most ``settle_seconds``).
-Without ``follow`` it stops at the last stable offsets as they were when called (including
-this process's own commits, whose transaction markers may land a moment after the commit).
-
-**Checkpoints**: see :mod:`events.kafka.checkpoints`.
+does not grow with the number of tasks. ``subscribe``: see :mod:`events.kafka.subscriptions`;
+checkpoints: see :mod:`events.kafka.checkpoints`.
 """
 
 from __future__ import annotations
@@ -52,18 +45,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from events.envelope import Envelope
-from events.kafka.checkpoints import (
-    SavedCheckpoints,
-    decode_checkpoint,
-    encode_checkpoint,
-    log_checkpoint_record,
-)
-from events.kafka.clients import CATCH_UP_WAIT_MS, ClientSettings, ensure_topics, stop_quietly
-from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY, Head
+from events.kafka.checkpoints import SavedCheckpoints, log_checkpoint_record
+from events.kafka.clients import ClientSettings, ensure_topics, stop_quietly
+from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY
 from events.kafka.partition_state import PartitionState
+from events.kafka.reads import MetaReader, StreamReader
+from events.kafka.subscriptions import subscription
 from events.kafka.topics import DEFAULT_PARTITIONS, KafkaTopics
 from events.kafka.writer import PendingAppend, StreamWriter, TransactionFailed, WriterFenced
 from events.log import Batch, LogUnavailable, StreamHead
@@ -110,14 +99,15 @@ class KafkaEventLog:
             stream_cache_size=stream_cache_size,
             settle_seconds=_SETTLE_SECONDS,
         )
-        self.read_timeout = read_timeout
         self._checkpoints = SavedCheckpoints()
-        self._meta_reader: Any = None
-        self._meta_probe: Any = None
-        self._meta_lock = asyncio.Lock()
-        self._meta_positions: dict[TopicPartition, int] = {}
-        self._events_reader: Any = None
-        self._events_lock = asyncio.Lock()
+        self._meta = MetaReader(
+            self.settings,
+            self._state,
+            self._checkpoints,
+            read_timeout=read_timeout,
+            settle_seconds=_SETTLE_SECONDS,
+        )
+        self._streams = StreamReader(self.settings, self._state, read_timeout=read_timeout)
         self._started = False
         self._start_lock = asyncio.Lock()
         self._admin: Any = None
@@ -194,27 +184,8 @@ class KafkaEventLog:
             request_timeout_ms=settings.request_timeout_ms,
         )
         await self._plain.start()
-        # The two readers fetch only while a read wants them (paused otherwise), and then
-        # briefly: a long poll in flight holds up their next request on the connection
-        # (the broker answers one connection's requests in order).
-        self._meta_reader = settings.consumer("meta", fetch_max_wait_ms=CATCH_UP_WAIT_MS)
-        await self._meta_reader.start()
-        # Sees the high watermark (undecided transactions included) where the reader
-        # sees only the last stable offset: see _stable_ends.
-        self._meta_probe = settings.consumer("meta-probe", isolation_level="read_uncommitted")
-        await self._meta_probe.start()
-        meta = [TopicPartition(self.topics.heads, p) for p in range(self.topics.partitions)]
-        meta.append(TopicPartition(self.topics.checkpoints, 0))
-        self._meta_reader.assign(meta)
-        for tp in meta:
-            self._meta_reader.seek(tp, 0)
-            self._meta_positions[tp] = 0
-        self._meta_reader.pause(*meta)
-        self._events_reader = settings.consumer("reader", fetch_max_wait_ms=CATCH_UP_WAIT_MS)
-        await self._events_reader.start()
-        tps = self._event_partitions()
-        self._events_reader.assign(tps)
-        self._events_reader.pause(*tps)
+        await self._meta.start()
+        await self._streams.start()
 
     async def follow_from_end(self, role: str, tps: Sequence[TopicPartition]) -> Any:
         """A started consumer of committed records on ``tps``, positioned at their ends now.
@@ -240,15 +211,14 @@ class KafkaEventLog:
         self._state.close()
 
     async def _stop_clients(self) -> None:
-        clients = (self._events_reader, self._meta_reader, self._meta_probe, self._plain)
-        self._events_reader = self._meta_reader = self._meta_probe = self._plain = None
-        for client in clients:
-            await stop_quietly(client)
+        await self._streams.stop()
+        await self._meta.stop()
+        plain, self._plain = self._plain, None
+        await stop_quietly(plain)
         admin, self._admin = self._admin, None
         if admin is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(admin.close(), 10)
-        self._meta_positions.clear()
 
     # -- partitions and their writers -----------------------------------------------------
 
@@ -348,82 +318,15 @@ class KafkaEventLog:
             self._writer = writer
         return self._writer
 
-    def _event_partitions(self) -> list[TopicPartition]:
-        return [TopicPartition(self.topics.events, p) for p in range(self.topics.partitions)]
+    # -- reads ----------------------------------------------------------------------------
 
     async def _catch_up_heads(self, partitions: Iterable[int]) -> None:
         tps = [TopicPartition(self.topics.heads, p) for p in partitions]
         await self._catch_up_meta(tps)
 
     async def _catch_up_meta(self, tps: Sequence[TopicPartition]) -> None:
-        """Read the given heads/checkpoints partitions up to their last stable offsets.
-
-        A broker that is away for a moment (a restart) delays the read, up to
-        ``read_timeout``, rather than failing it.
-        """
         await self.start()
-        deadline = time.monotonic() + self.read_timeout
-        async with self._meta_lock:
-            while True:
-                try:
-                    await self._read_meta_to_end(tps, deadline)
-                    return
-                except (KafkaError, LogUnavailable) as error:
-                    if time.monotonic() > deadline:
-                        raise LogUnavailable(f"could not read {list(tps)}: {error!r}") from error
-                    logger.warning("reading %s failed (%r); trying again", list(tps), error)
-                    await asyncio.sleep(0.5)
-
-    async def _read_meta_to_end(self, tps: Sequence[TopicPartition], deadline: float) -> None:
-        reader = self._meta_reader
-        ends = await self._stable_ends(tps, deadline)
-        behind = [tp for tp in tps if self._meta_positions[tp] < ends[tp]]
-        if not behind:
-            return
-        reader.resume(*behind)
-        try:
-            while behind:
-                # Short waits: every transaction ends in a commit marker, and a fetch that
-                # brings only a marker moves the position without returning a record, so
-                # getmany would sit out its whole timeout at the end of every partition.
-                fetched = await reader.getmany(*behind, timeout_ms=CATCH_UP_WAIT_MS)
-                for tp, records in fetched.items():
-                    for record in records:
-                        self._apply_meta(tp.topic, record.key, record.value)
-                for tp in behind:
-                    self._meta_positions[tp] = await reader.position(tp)
-                behind = [tp for tp in behind if self._meta_positions[tp] < ends[tp]]
-                if behind and time.monotonic() > deadline:
-                    raise LogUnavailable(f"could not read {behind} to their end")
-        finally:
-            reader.pause(*tps)
-
-    async def _stable_ends(
-        self, tps: Sequence[TopicPartition], deadline: float
-    ) -> dict[TopicPartition, int]:
-        """The last stable offsets, once every transaction begun before now is decided.
-
-        A writer's commit is acknowledged before its markers reach every partition: the
-        reply to a command may be read while the heads partition still shows that
-        transaction as undecided. Waiting for what was written before this read (for at
-        most ``settle_seconds``) means a task another process has accepted is found.
-        """
-        tps = list(tps)
-        stable = await self.settings.timed(self._meta_reader.end_offsets(tps))
-        written = await self.settings.timed(self._meta_probe.end_offsets(tps))
-        settle = min(deadline, time.monotonic() + _SETTLE_SECONDS)
-        while any(stable[tp] < written[tp] for tp in tps) and time.monotonic() < settle:
-            await asyncio.sleep(0.002)
-            stable = await self.settings.timed(self._meta_reader.end_offsets(tps))
-        return dict(stable)
-
-    def _apply_meta(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        if topic == self.topics.heads:
-            self._state.apply_heads_record(key, value)
-        else:
-            self._checkpoints.apply(key, value)
+        await self._meta.catch_up(tps)
 
     async def read_stream(self, task_id: str) -> list[Envelope]:
         await self.start()
@@ -437,112 +340,25 @@ class KafkaEventLog:
         cached = state.streams.get(task_id, head.sequence)
         if cached is not None:
             return list(cached)
-        stream = await self._scan_stream(task_id, partition, head)
+        stream = await self._streams.scan(task_id, partition, head)
         state.streams.put(task_id, stream)
         return list(stream)
-
-    async def _scan_stream(self, task_id: str, partition: int, head: Head) -> list[Envelope]:
-        key = task_id.encode()
-        tp = TopicPartition(self.topics.events, partition)
-        found: list[Envelope] = []
-        async with self._events_lock:
-            reader = self._events_reader
-            reader.seek(tp, head.first_offset)
-            reader.resume(tp)
-            try:
-                deadline = time.monotonic() + self.read_timeout
-                position = head.first_offset
-                while position <= head.last_offset:
-                    fetched = await reader.getmany(tp, timeout_ms=self.settings.poll_ms)
-                    for record in fetched.get(tp, ()):
-                        if record.offset > head.last_offset:
-                            break
-                        if record.key == key:
-                            found.append(self._state.placed.envelope(record))
-                    position = await reader.position(tp)
-                    if position <= head.last_offset and time.monotonic() > deadline:
-                        raise LogUnavailable(f"could not read task {task_id} from {tp}")
-            finally:
-                reader.pause(tp)
-        return found
 
     async def subscribe(
         self, *, after: str | None = None, follow: bool = True, batch_size: int = 1000
     ) -> AsyncIterator[Batch]:
         await self.start()
-        start = decode_checkpoint(after)
-        tps = self._event_partitions()
-        consumer = self.settings.consumer("subscriber")
-        await consumer.start()
-        try:
-            consumer.assign(tps)
-            positions: dict[int, int] = {}
-            for tp in tps:
-                positions[tp.partition] = start.get(tp.partition, 0)
-                consumer.seek(tp, positions[tp.partition])
-            if follow:
-                batches = self._follow(consumer, tps, positions, batch_size)
-            else:
-                batches = self._read_to_end(consumer, tps, positions, batch_size)
+        batches = subscription(
+            self.settings,
+            self._state,
+            lambda: self._closed,
+            after=after,
+            follow=follow,
+            batch_size=batch_size,
+        )
+        async with contextlib.aclosing(batches):
             async for batch in batches:
                 yield batch
-        finally:
-            await stop_quietly(consumer)
-
-    async def _follow(
-        self,
-        consumer: Any,
-        tps: Sequence[TopicPartition],
-        positions: dict[int, int],
-        batch_size: int,
-    ) -> AsyncIterator[Batch]:
-        """Whatever any partition has, as it comes: per-partition order only."""
-        while not self._closed:
-            fetched = await consumer.getmany(
-                timeout_ms=self.settings.poll_ms, max_records=batch_size
-            )
-            events: list[Envelope] = []
-            for tp, records in fetched.items():
-                await self._state.recorded(tp.partition, records[-1].offset)
-                events.extend(self._state.placed.envelope(record) for record in records)
-                positions[tp.partition] = records[-1].offset + 1
-            if events:
-                yield Batch(tuple(events), encode_checkpoint(positions))
-
-    async def _read_to_end(
-        self,
-        consumer: Any,
-        tps: Sequence[TopicPartition],
-        positions: dict[int, int],
-        batch_size: int,
-    ) -> AsyncIterator[Batch]:
-        """Partition after partition up to the end offsets of now: the same order every time.
-
-        A fixed order makes a replay reproducible, and a checkpoint taken anywhere in one
-        read resumes exactly where that read was, whatever the batch sizes.
-        """
-        ends = await self.settings.timed(consumer.end_offsets(list(tps)))
-        consumer.pause(*tps)
-        for tp in tps:
-            # This process's own commits count even before their markers are written.
-            target = max(ends[tp], self._state.own_end(tp.partition))
-            if positions[tp.partition] >= target:
-                continue
-            consumer.resume(tp)
-            while positions[tp.partition] < target and not self._closed:
-                fetched = await consumer.getmany(
-                    tp, timeout_ms=CATCH_UP_WAIT_MS, max_records=batch_size
-                )  # short: the last fetch may bring a commit marker alone (_read_meta_to_end)
-                records = [r for r in fetched.get(tp, ()) if r.offset < target]
-                positions[tp.partition] = max(
-                    positions[tp.partition], min(await consumer.position(tp), target)
-                )
-                if records:
-                    yield Batch(
-                        tuple(self._state.placed.envelope(record) for record in records),
-                        encode_checkpoint(positions),
-                    )
-            consumer.pause(tp)
 
     async def stream_heads(self) -> list[StreamHead]:
         await self._catch_up_heads(range(self.topics.partitions))
@@ -550,8 +366,6 @@ class KafkaEventLog:
             StreamHead(task_id, head.sequence, head.hash)
             for task_id, head in self._state.heads.items()
         ]
-
-    # -- checkpoints ----------------------------------------------------------------------
 
     # -- checkpoints ----------------------------------------------------------------------
 
