@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from events.kafka_logging import configure_kafka_logging
+from events.kafka import configure_kafka_logging
 from miners.client import MinerClient
 from miners.directory import CAPABILITIES, MinerInfo
 from miners.identity import Identity

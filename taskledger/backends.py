@@ -19,7 +19,7 @@ from projections.store import ReadModelStore
 from taskledger.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from events.kafka_log import KafkaEventLog
+    from events.kafka import KafkaEventLog
 
 
 def event_log_kind(settings: Settings) -> Literal["sqlite", "kafka"]:
@@ -46,7 +46,7 @@ def open_sqlite_log(settings: Settings) -> SqliteEventLog:
 
 
 def open_kafka_log(settings: Settings) -> KafkaEventLog:
-    from events.kafka_log import KafkaEventLog
+    from events.kafka import KafkaEventLog
 
     try:
         return KafkaEventLog.from_url(settings.event_log)

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from events.kafka_logging import configure_kafka_logging
+from events.kafka import configure_kafka_logging
 from taskledger.collector import tune_collector
 from taskledger.settings import Settings, SettingsError, from_environment
 

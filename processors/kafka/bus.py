@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from aggregates import Command, TaskState, fold
 from events import Envelope
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from processors.command_core import AnyCommand, Outcome
 from processors.commands import new_id
 from processors.kafka.processor import KafkaCommandProcessor

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from aggregates import CreateTask, DistributeTask, DomainError, InvalidCommand, TaskState
 from events import GENESIS_HASH, canonical
 from events.envelope import seal
-from events.kafka_log import KafkaEventLog, OutRecord, PendingAppend
+from events.kafka import KafkaEventLog, OutRecord, PendingAppend
 from events.ledger import UnknownLedgerEvent, is_ledger_stream, ledger_payload
 from processors.command_core import (
     CommandRequest,

@@ -3,7 +3,7 @@
 Commands arrive on ``<prefix>.commands`` as JSON, keyed by task id, in the partition of
 their task (:class:`~processors.kafka.publisher.CommandPublisher` writes them). Processors
 share the partitions through one consumer group; for each partition it is assigned, a
-processor starts a :class:`~events.kafka_log.StreamWriter` under the transactional id
+processor starts a :class:`~events.kafka.writer.StreamWriter` under the transactional id
 ``<prefix>.processor.<partition>``. Starting it fences whoever had the partition before
 (their open transaction is aborted, their late commits refused), and only then are the
 partition's heads and committed input offset read, so the new owner continues exactly
@@ -14,7 +14,7 @@ A poll's commands for one partition become one transaction, planned by
 (appended after the heads the writer holds), each changed task's status document on
 ``<prefix>.status`` (compacted, keyed by task id), undecodable commands on
 ``<prefix>.deadletter``, and the input offset — as a record in the partition's heads
-(:func:`~events.kafka_log.input_key`), which the next owner reads after fencing anyway,
+(:func:`~events.kafka.topics.input_key`), which the next owner reads after fencing anyway,
 rather than a consumer-group commit, which would cost two more round trips per
 transaction. The group's offsets are still committed now and then, after the fact, so
 that the usual tools show the consumer lag. It commits or vanishes as a whole: after a
@@ -56,7 +56,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from events import LogUnavailable
-from events.kafka_log import (
+from events.kafka import (
     DEFAULT_PARTITIONS,
     KafkaEventLog,
     StreamWriter,

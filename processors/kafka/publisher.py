@@ -6,7 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from processors.command_core import AnyCommand, CommandRequest
 from processors.commands import new_id
 from processors.kafka.messages import command_id_of, encode_command

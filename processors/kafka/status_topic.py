@@ -21,7 +21,7 @@ import orjson
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from processors.status_sink import StatusSink
 
 logger = logging.getLogger(__name__)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from events import EventLog
 from events.capabilities import LogFeatures
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from http_edge.context import StatusChanges
-from processors.kafka.bus import KafkaCommandBus
 from processors.command_port import TaskCommands
+from processors.kafka.bus import KafkaCommandBus
 from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.status_topic import StatusTopicFeed
 from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
-from processors.kafka.status_topic import StatusTopicFeed
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersProcessors
 

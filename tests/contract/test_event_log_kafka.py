@@ -15,8 +15,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from events import EventLog
-from events.kafka_heads import DEFAULT_HEADS_IN_MEMORY
-from events.kafka_log import KafkaEventLog, WriterFenced, decode_checkpoint, partition_for
+from events.kafka import (
+    DEFAULT_HEADS_IN_MEMORY,
+    KafkaEventLog,
+    WriterFenced,
+    decode_checkpoint,
+    partition_for,
+)
 from tests.contract.event_log_contract import EventLogContract, chain, events_of, ids, read_all
 from tests.support.kafka_broker import KafkaBroker
 

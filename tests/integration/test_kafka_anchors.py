@@ -23,7 +23,7 @@ from bittensor.result import ExtrinsicResult
 from aggregates import InvalidCommand, fold
 from bench.workload import MINERS, lifecycle
 from events import Envelope
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
 from miners.directory import StaticMinerDirectory
 from processors.anchors import FileAnchors

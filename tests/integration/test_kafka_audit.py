@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aggregates import fold
 from events import canonical
 from events.codec import decode
-from events.kafka_log import KafkaEventLog, partition_for
+from events.kafka import KafkaEventLog, partition_for
 from processors.commands import CommandHandler
 from projections import Projector
 from projections.audit import audit_log

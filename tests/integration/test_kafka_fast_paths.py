@@ -16,7 +16,8 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
-from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed
+from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed
+from events.kafka.partition_state import PartitionState
 from processors.command_core import Outcome
 from processors.kafka.bus import KafkaCommandBus
 from processors.kafka.processor import KafkaCommandProcessor
@@ -264,17 +265,17 @@ async def test_the_status_feed_reads_the_topic_only_while_someone_listens(
 
 
 async def test_a_subscriber_hears_of_an_own_commit_only_once_it_can_be_read(
-    reader: KafkaEventLog,
+    reader: KafkaEventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A commit is visible to consumers a moment before its writer has recorded it; a
     subscriber in the writing process must not be handed the event inside that moment."""
     log = reader
-    record = log._committed
+    record = PartitionState.committed
 
-    def recorded_late(heads: Any, appends: Any) -> None:
-        asyncio.get_running_loop().call_later(0.5, record, heads, appends)
+    def recorded_late(state: PartitionState, heads: Any, appends: Any) -> None:
+        asyncio.get_running_loop().call_later(0.5, record, state, heads, appends)
 
-    log._committed = recorded_late  # type: ignore[method-assign]
+    monkeypatch.setattr(PartitionState, "committed", recorded_late)
     read_when_heard: list[int] = []
 
     async def hear_first() -> None:

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 
 from aggregates import Command, DomainError
 from events import LogUnavailable
-from events.kafka_log import KafkaEventLog, WriterFenced
+from events.kafka import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
 from processors.kafka.publisher import CommandPublisher
 from projections.audit import audit_log

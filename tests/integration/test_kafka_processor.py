@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from aggregates import CancelTask, Command, CreateTask, RecordResponse, fold
 from events import Envelope, canonical
-from events.kafka_log import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
+from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
 from processors.command_core import CommandRequest
 from processors.kafka.messages import encode_command
 from processors.kafka.processor import KafkaCommandProcessor

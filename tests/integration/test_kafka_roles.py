@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from miners.client import MinerClient
 from miners.identity import Identity
 from projections.audit import audit_log

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from events import StreamHead
-from events.kafka_log import KafkaEventLog
+from events.kafka import KafkaEventLog
 from taskledger.deployments import Deployment
 from taskledger.deployments.kafka import KafkaDeployment
 from taskledger.settings import Settings

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from events.kafka_logging import install_fenced_transaction_filter
+from events.kafka import install_fenced_transaction_filter
 from tests.support.kafka_broker import KafkaBroker
 
 
@@ -30,6 +30,6 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Explicit, as in the CLI (``events.kafka_logging`` installs nothing at import): tests run
+    # Explicit, as in the CLI (``events.kafka`` installs nothing at import): tests run
     # fenced Kafka writers in this process.
     install_fenced_transaction_filter()

@@ -8,7 +8,7 @@ import sys
 import pytest
 from aiokafka.errors import ProducerFenced
 
-from events.kafka_logging import install_fenced_transaction_filter
+from events.kafka import install_fenced_transaction_filter
 
 
 def _record(error: BaseException) -> logging.LogRecord:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.kafka_heads import Head, HeadsTable
+from events.kafka import Head, HeadsTable
 
 
 def head(sequence: int) -> Head:

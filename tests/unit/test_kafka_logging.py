@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from events.kafka_logging import AIOKAFKA, TransientStartupErrors, configure_kafka_logging
+from events.kafka import AIOKAFKA, TransientStartupErrors, configure_kafka_logging
 
 
 class Collected(logging.Handler):
@@ -79,7 +79,7 @@ def test_configuring_twice_installs_each_filter_once(collected: Collected) -> No
 
 def test_importing_the_kafka_backend_configures_no_logging() -> None:
     probe = (
-        "import logging, events.kafka_log;"
+        "import logging, events.kafka;"
         "print(len(logging.getLogger('asyncio').filters), logging.getLogger('aiokafka').level)"
     )
     done = subprocess.run(
