@@ -17,7 +17,8 @@ from aiokafka.errors import KafkaConnectionError
 from events import EventLog
 from events.kafka_heads import DEFAULT_HEADS_IN_MEMORY
 from events.kafka_log import KafkaEventLog, WriterFenced, decode_checkpoint, partition_for
-from tests.contract.event_log_contract import EventLogContract, chain, events_of, ids, read_all
+from tests.contract.event_log_contract import EventLogContract, events_of, ids, read_all
+from tests.support.histories import chain
 from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka

@@ -21,10 +21,9 @@ from processors.command_bus import KafkaCommandBus
 from processors.commands import Outcome
 from processors.kafka_runtime import CommandPublisher, KafkaCommandProcessor
 from processors.status_topic import StatusTopicFeed
-from tests.contract.event_log_contract import chain
-from tests.integration.test_kafka_processor import read_topic, wait_for_streams
-from tests.support.histories import T0, lifecycle
+from tests.support.histories import T0, chain, lifecycle
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.kafka_pipeline import read_topic, wait_for_streams
 
 pytestmark = pytest.mark.kafka
 
