@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from miners.identity import Identity
-from tests.support.dev_process import wait_healthy
+from tests.support.dev_process import stop_groups, wait_healthy
 
 API_KEY = "roles-client-key-0123456789"
 
@@ -66,15 +65,7 @@ class Deployment:
         await waiting
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_groups(self.processes)
 
     def logs(self) -> str:
         return "\n".join(
