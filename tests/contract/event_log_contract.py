@@ -13,50 +13,22 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from events import (
-    GENESIS_HASH,
     Batch,
     BrokenChain,
     Envelope,
     EventLog,
     StaleVersion,
     StreamHead,
-    seal,
 )
 from events.log import append_many
-from tests.support.histories import T0
+from tests.support.histories import chain
 
 FOLLOW_TIMEOUT = 15.0
-
-
-def chain(
-    task_id: str, count: int, *, after: Envelope | None = None, note: str = ""
-) -> list[Envelope]:
-    """``count`` sealed events continuing ``after`` (or starting the stream)."""
-    sequence, previous = (after.sequence, after.hash) if after else (0, GENESIS_HASH)
-    events = []
-    for _ in range(count):
-        sequence += 1
-        envelope = seal(
-            event_id=str(uuid.uuid4()),
-            task_id=task_id,
-            sequence=sequence,
-            type="MinerFailed",
-            version=1,
-            occurred_at=T0,
-            actor="contract",
-            data={"hotkey": f"hk-{sequence}", "reason": f"reason {note}{sequence}"},
-            prev_hash=previous,
-            correlation_id=task_id,
-        )
-        events.append(envelope)
-        previous = envelope.hash
-    return events
 
 
 def ids(envelopes: Sequence[Envelope]) -> list[str]:

@@ -22,7 +22,8 @@ from events.kafka import (
     decode_checkpoint,
     partition_for,
 )
-from tests.contract.event_log_contract import EventLogContract, chain, events_of, ids, read_all
+from tests.contract.event_log_contract import EventLogContract, events_of, ids, read_all
+from tests.support.histories import chain
 from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka

@@ -26,11 +26,10 @@ from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
 from taskledger.anchoring import resume_for
 from taskledger.deployments.embedded import log_features
-from tests.integration.test_cli import write_lifecycles
+from tests.support.anchor_signer import EVERY, PROXY
+from tests.support.lifecycle_log import write_lifecycles
 from tests.support.rewrites import delete_task, rewrite_task
 
-PROXY = Identity.from_seed(b"proxy-hotkey-of-issue-15-tests!!", "proxy")
-EVERY = 16  # events per checkpoint: 5 tasks of 8 events -> checkpoints at 16 and 32
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "v1-log.db"
 
 

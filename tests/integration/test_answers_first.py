@@ -4,24 +4,16 @@ result, and intakes held with ``wait``/``until`` until the task has its answer."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
-from tests.support.edge_system import Edge, running_edge
+from tests.support.edge_system import Edge
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    # Two manual miners per task: one answer gives a first response but not DONE.
-    async with running_edge(tmp_path, miners=("manual", "manual"), miners_per_task=2) as running:
-        yield running
+# Two manual miners per task: one answer gives a first response but not DONE.
+pytestmark = [pytest.mark.slow, pytest.mark.edge(miners=("manual", "manual"), miners_per_task=2)]
 
 
 async def provisional(edge: Edge, task_id: str) -> aiohttp.ClientResponse:

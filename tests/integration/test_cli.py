@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.workload import lifecycle
-from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from tests.support.lifecycle_log import write_lifecycles
 
 
 def taskledger(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -23,19 +21,6 @@ def taskledger(*arguments: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
-
-
-async def write_lifecycles(data_dir: Path, count: int) -> list[str]:
-    log = SqliteEventLog(data_dir / "events.db")
-    handler = CommandHandler(log)
-    ids = []
-    for index in range(count):
-        flow = lifecycle(index)
-        for command in flow.commands:
-            await handler.execute(flow.task_id, command, actor="test")
-        ids.append(flow.task_id)
-    await log.close()
-    return ids
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from processors.checkpointer import Checkpointer
 from taskledger.accountability import audit_against_anchors, load_anchors
 from taskledger.anchoring import resume_for
 from taskledger.deployments.embedded import log_features
-from tests.integration.test_anchored_audit import EVERY, PROXY
-from tests.integration.test_cli import write_lifecycles
+from tests.support.anchor_signer import EVERY, PROXY
 from tests.support.gcs_emulator import GcsEmulator
+from tests.support.lifecycle_log import write_lifecycles
 from tests.support.rewrites import rewrite_task
 
 pytestmark = pytest.mark.gcs

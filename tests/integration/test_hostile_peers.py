@@ -12,8 +12,6 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,19 +19,13 @@ from bittensor import http_auth
 from yarl import URL
 
 from miners.identity import Identity
-from tests.support.edge_system import STRANGER, VALIDATOR, Edge, running_edge
+from tests.support.edge_system import STRANGER, VALIDATOR, Edge
 from tests.support.signing import signed_request, stale_nonce
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.edge(peer_rate_per_second=0.01, peer_rate_burst=3)]
 
 RESPONSE = "/api/v1/miner/response"
 EVALUATION = "/api/v1/validator/evaluation"
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path, peer_rate_per_second=0.01, peer_rate_burst=3) as running:
-        yield running
 
 
 async def announce_body(

@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.edge_system import Edge, running_edge
+from tests.support.edge_system import Edge
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.edge(max_upload_bytes=8 * 1024 * 1024)]
 
 ID3_HEADER = b"ID3\x03\0\0\0\0\0\0"
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path, max_upload_bytes=8 * 1024 * 1024) as running:
-        yield running
 
 
 def _peak_rss_mib() -> float:

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.support.edge_system import API_KEYS, Edge, running_edge, wav_bytes
-
-pytestmark = pytest.mark.slow
+from tests.support.edge_system import API_KEYS, Edge, wav_bytes
+from tests.support.error_body import assert_error
 
 UPLOAD_LIMIT = 64 * 1024
 
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path, max_upload_bytes=UPLOAD_LIMIT) as running:
-        yield running
+pytestmark = [pytest.mark.slow, pytest.mark.edge(max_upload_bytes=UPLOAD_LIMIT)]
 
 
 def audio_form(audio: bytes, **fields: str) -> aiohttp.FormData:
@@ -39,14 +33,6 @@ async def post(
     async with edge.session.post(f"{edge.url}{path}", headers=headers, **kwargs) as response:
         body = await response.json(content_type=None)
         return response.status, dict(response.headers), body
-
-
-def assert_error(body: Any, code: str | None = None) -> None:
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 def blob_files(edge: Edge) -> list[Path]:
@@ -145,7 +131,7 @@ async def test_intake_without_a_valid_key_is_401(edge: Edge, headers: dict[str, 
         )
         assert status == 401
         assert response_headers["WWW-Authenticate"].startswith("Bearer")
-        assert_error(body)
+        assert_error(body, message_text=True)
     assert await edge.event_count() == 0
     assert blob_files(edge) == []
 
@@ -180,7 +166,7 @@ async def test_invalid_json_input_is_400_and_writes_nothing(
 ) -> None:
     status, _, answer = await post(edge, path, json=body)
     assert status == 400, answer
-    assert_error(answer, "invalid_request")
+    assert_error(answer, "invalid_request", message_text=True)
     assert await edge.event_count() == 0
 
 
@@ -190,7 +176,7 @@ async def test_malformed_json_is_400(edge: Edge, raw: bytes) -> None:
         edge, "/api/v1/tts", data=raw, headers={"Content-Type": "application/json"}
     )
     assert status == 400
-    assert_error(answer, "invalid_json")
+    assert_error(answer, "invalid_json", message_text=True)
 
 
 @pytest.mark.parametrize(
@@ -204,14 +190,14 @@ async def test_json_endpoints_refuse_other_media_types_with_415(
             edge, path, data=b'{"text": "hi"}', headers={"Content-Type": content_type}
         )
         assert status == 415
-        assert_error(answer, "unsupported_media_type")
+        assert_error(answer, "unsupported_media_type", message_text=True)
 
 
 async def test_oversized_json_is_413(edge: Edge) -> None:
     limit = edge.system.edge_context().limits.max_json_bytes
     status, _, answer = await post(edge, "/api/v1/summarization", json={"text": "x" * limit})
     assert status == 413
-    assert_error(answer, "too_large")
+    assert_error(answer, "too_large", message_text=True)
     assert await edge.event_count() == 0
 
 
@@ -224,7 +210,7 @@ async def test_upload_that_is_not_audio_is_415_whatever_it_claims(edge: Edge, au
     form.add_field("file", audio, filename="speech.wav", content_type="audio/wav")
     status, _, answer = await post(edge, "/api/v1/transcription", data=form)
     assert status == 415
-    assert_error(answer, "unsupported_media_type")
+    assert_error(answer, "unsupported_media_type", message_text=True)
     assert await edge.event_count() == 0
     assert blob_files(edge) == []
 
@@ -232,7 +218,7 @@ async def test_upload_that_is_not_audio_is_415_whatever_it_claims(edge: Edge, au
 async def test_transcription_needs_a_multipart_form(edge: Edge) -> None:
     status, _, answer = await post(edge, "/api/v1/transcription", json={"file": "AAAA"})
     assert status == 415
-    assert_error(answer, "unsupported_media_type")
+    assert_error(answer, "unsupported_media_type", message_text=True)
 
 
 @pytest.mark.parametrize(
@@ -252,7 +238,7 @@ async def test_transcription_form_errors_are_400(edge: Edge, fields: dict[str, s
         form.add_field(name, value)
     status, _, answer = await post(edge, "/api/v1/transcription", data=form)
     assert status == 400, answer
-    assert_error(answer)
+    assert_error(answer, message_text=True)
     assert await edge.event_count() == 0
     assert blob_files(edge) == []
 
@@ -262,7 +248,7 @@ async def test_transcription_with_the_file_twice_is_400(edge: Edge) -> None:
     form.add_field("file", wav_bytes(), filename="again.wav")
     status, _, answer = await post(edge, "/api/v1/transcription", data=form)
     assert status == 400
-    assert_error(answer, "invalid_request")
+    assert_error(answer, "invalid_request", message_text=True)
 
 
 async def test_garbled_multipart_is_400(edge: Edge) -> None:
@@ -273,7 +259,7 @@ async def test_garbled_multipart_is_400(edge: Edge) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=abc"},
     )
     assert status == 400
-    assert_error(answer)
+    assert_error(answer, message_text=True)
 
 
 # -- size limits on uploads ------------------------------------------------------------
@@ -372,7 +358,7 @@ async def test_upload_just_under_the_limit_is_accepted(edge: Edge) -> None:
     assert status == 202, answer
     status, _, answer = await post(edge, "/api/v1/transcription", data=audio_form(audio + b"\0"))
     assert status == 413
-    assert_error(answer, "too_large")
+    assert_error(answer, "too_large", message_text=True)
 
 
 # -- idempotency -----------------------------------------------------------------------
@@ -404,7 +390,7 @@ async def test_idempotency_key_reused_for_another_job_is_409(edge: Edge) -> None
     await post(edge, "/api/v1/tts", json={"text": "hello"}, headers=headers)
     status, _, answer = await post(edge, "/api/v1/tts", json={"text": "other"}, headers=headers)
     assert status == 409
-    assert_error(answer, "idempotency_key_reused")
+    assert_error(answer, "idempotency_key_reused", message_text=True)
     status, _, answer = await post(
         edge, "/api/v1/summarization", json={"text": "hello"}, headers=headers
     )
@@ -444,21 +430,21 @@ async def test_invalid_idempotency_key_is_400(edge: Edge, key: str) -> None:
         edge, "/api/v1/tts", json={"text": "hi"}, headers={"Idempotency-Key": key}
     )
     assert status == 400
-    assert_error(answer, "invalid_idempotency_key")
+    assert_error(answer, "invalid_idempotency_key", message_text=True)
 
 
 # -- rate limit --------------------------------------------------------------------------
 
 
-async def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=(), rate_per_second=0.5, rate_burst=3) as edge:
-        answers = [await post(edge, "/api/v1/tts", json={"text": "hi"}) for _ in range(4)]
-        assert [answer[0] for answer in answers] == [202, 202, 202, 429]
-        status, headers, body = answers[3]
-        assert_error(body, "rate_limited")
-        assert int(headers["Retry-After"]) >= 1
-        # Another client has its own bucket.
-        status, _, _ = await post(edge, "/api/v1/tts", client="bob", json={"text": "hi"})
-        assert status == 202
-        # A rate-limited request wrote nothing.
-        assert len(await edge.system.log.stream_heads()) == 4
+@pytest.mark.edge(miners=(), rate_per_second=0.5, rate_burst=3)
+async def test_rate_limit_is_429_with_retry_after(edge: Edge) -> None:
+    answers = [await post(edge, "/api/v1/tts", json={"text": "hi"}) for _ in range(4)]
+    assert [answer[0] for answer in answers] == [202, 202, 202, 429]
+    status, headers, body = answers[3]
+    assert_error(body, "rate_limited", message_text=True)
+    assert int(headers["Retry-After"]) >= 1
+    # Another client has its own bucket.
+    status, _, _ = await post(edge, "/api/v1/tts", client="bob", json={"text": "hi"})
+    assert status == 202
+    # A rate-limited request wrote nothing.
+    assert len(await edge.system.log.stream_heads()) == 4

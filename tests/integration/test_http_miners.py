@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,26 +18,14 @@ from tests.support.edge_system import (
     Edge,
     TestMiner,
     result_for,
-    running_edge,
     wav_bytes,
 )
+from tests.support.error_body import assert_error
 from tests.support.signing import signed_request, stale_nonce
 
 pytestmark = pytest.mark.slow
 
 RESPONSE = "/api/v1/miner/response"
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path) as running:
-        yield running
-
-
-def assert_error(body: Any, code: str | None = None) -> None:
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 async def distributed(edge: Edge, task_type: str = "summarization", **submit: Any) -> str:
@@ -100,23 +86,23 @@ async def test_an_answer_from_a_miner_not_assigned_is_403(edge: Edge) -> None:
     assert_error(reply.json, "not_assigned")
 
 
-async def test_answering_twice_is_409(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=("manual", "manual"), miners_per_task=2) as edge:
-        task_id = str((await edge.submit())["task_id"])
-        for miner in edge.miners:
-            await miner.next_work()
-        first = edge.miners[0]
-        assert (await edge.answer(first, task_id)).status == 200
-        again = await edge.answer(first, task_id)
-        assert again.status == 409
-        assert_error(again.json, "already_answered")
-        last = await edge.answer(edge.miners[1], task_id)
-        assert last.json.pop("receipt")["task_id"] == task_id
-        assert last.json == {"accepted": True, "status": "DONE"}
-        # The task takes no answers any more.
-        late = await edge.answer(first, task_id)
-        assert late.status == 409
-        assert_error(late.json, "invalid_state")
+@pytest.mark.edge(miners=("manual", "manual"), miners_per_task=2)
+async def test_answering_twice_is_409(edge: Edge) -> None:
+    task_id = str((await edge.submit())["task_id"])
+    for miner in edge.miners:
+        await miner.next_work()
+    first = edge.miners[0]
+    assert (await edge.answer(first, task_id)).status == 200
+    again = await edge.answer(first, task_id)
+    assert again.status == 409
+    assert_error(again.json, "already_answered")
+    last = await edge.answer(edge.miners[1], task_id)
+    assert last.json.pop("receipt")["task_id"] == task_id
+    assert last.json == {"accepted": True, "status": "DONE"}
+    # The task takes no answers any more.
+    late = await edge.answer(first, task_id)
+    assert late.status == 409
+    assert_error(late.json, "invalid_state")
 
 
 @pytest.mark.parametrize(

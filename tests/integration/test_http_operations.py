@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,21 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from http_edge.app import create_app
 from http_edge.errors import error_middleware
-from tests.support.edge_system import API_KEYS, PROXY, Edge, running_edge
+from tests.support.edge_system import API_KEYS, PROXY, Edge
+from tests.support.error_body import assert_error
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path) as running:
-        yield running
-
-
-def assert_error(body: Any, code: str | None = None) -> None:
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 # -- health ------------------------------------------------------------------------------
@@ -50,13 +37,13 @@ async def test_health_is_public_and_names_the_hotkey(edge: Edge) -> None:
     assert "restarts" in components["processors"]
 
 
-async def test_health_without_miners_is_degraded(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=()) as edge:
-        async with edge.session.get(f"{edge.url}/api/v1/health") as response:
-            assert response.status == 200
-            body = await response.json()
-        assert body["status"] == "degraded"
-        assert body["components"]["miners"]["known"] == 0
+@pytest.mark.edge(miners=())
+async def test_health_without_miners_is_degraded(edge: Edge) -> None:
+    async with edge.session.get(f"{edge.url}/api/v1/health") as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body["status"] == "degraded"
+    assert body["components"]["miners"]["known"] == 0
 
 
 async def test_health_is_503_when_the_read_models_cannot_serve(edge: Edge) -> None:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from events import GENESIS_HASH
-from tests.support.edge_system import VALIDATOR, Edge, running_edge, wav_bytes
+from tests.support.edge_system import VALIDATOR, Edge, wav_bytes
+from tests.support.error_body import assert_error
 
 pytestmark = pytest.mark.slow
 
 ENDPOINTS = ("status", "events", "stream", "result")
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path) as running:
-        yield running
 
 
 async def get(edge: Edge, path: str, client: str | None = "alice") -> tuple[int, Any]:
@@ -36,12 +29,6 @@ async def cancel(edge: Edge, task_id: str, client: str = "alice") -> tuple[int, 
         f"{edge.url}/api/v1/task/{task_id}/cancel", headers=edge.auth(client)
     ) as response:
         return response.status, await response.json()
-
-
-def assert_error(body: Any, code: str | None = None) -> None:
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 async def approved_task(edge: Edge, task_type: str = "summarization", **submit: Any) -> str:
@@ -222,13 +209,13 @@ async def test_cancel_from_distributed_then_409(edge: Edge) -> None:
     assert reply.status == 409
 
 
-async def test_cancel_from_pending(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=()) as edge:
-        task_id = (await edge.submit())["task_id"]
-        status, body = await cancel(edge, task_id)
-        assert status == 200
-        assert body["status"] == "CANCELLED"
-        assert body["version"] == 2
+@pytest.mark.edge(miners=())
+async def test_cancel_from_pending(edge: Edge) -> None:
+    task_id = (await edge.submit())["task_id"]
+    status, body = await cancel(edge, task_id)
+    assert status == 200
+    assert body["status"] == "CANCELLED"
+    assert body["version"] == 2
 
 
 async def test_cancel_after_approval_is_409(edge: Edge) -> None:
@@ -315,17 +302,17 @@ async def test_stream_of_a_finished_task_sends_it_once_and_ends(edge: Edge) -> N
     assert [document["status"] for document in documents] == ["CANCELLED"]
 
 
-async def test_stream_sends_heartbeats(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=(), stream_heartbeat_seconds=0.2) as edge:
-        task_id = (await edge.submit())["task_id"]
-        async with edge.session.get(
-            f"{edge.url}/api/v1/task/{task_id}/stream", headers=edge.auth()
-        ) as response:
-            lines = []
-            async with asyncio.timeout(5):
-                async for raw in response.content:
-                    lines.append(raw.decode())
-                    if raw.startswith(b":"):
-                        break
-            assert any(line.startswith(": keep-alive") for line in lines)
-            assert any(line.startswith("event: status") for line in lines)
+@pytest.mark.edge(miners=(), stream_heartbeat_seconds=0.2)
+async def test_stream_sends_heartbeats(edge: Edge) -> None:
+    task_id = (await edge.submit())["task_id"]
+    async with edge.session.get(
+        f"{edge.url}/api/v1/task/{task_id}/stream", headers=edge.auth()
+    ) as response:
+        lines = []
+        async with asyncio.timeout(5):
+            async for raw in response.content:
+                lines.append(raw.decode())
+                if raw.startswith(b":"):
+                    break
+        assert any(line.startswith(": keep-alive") for line in lines)
+        assert any(line.startswith("event: status") for line in lines)

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from bittensor import http_auth
 
-from tests.support.edge_system import STRANGER, VALIDATOR, Edge, running_edge
+from tests.support.edge_system import STRANGER, VALIDATOR, Edge
+from tests.support.error_body import assert_error
 from tests.support.signing import signed_request, stale_nonce
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path) as running:
-        yield running
-
-
-def assert_error(body: Any, code: str | None = None) -> None:
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    if code is not None:
-        assert body["error"]["code"] == code
 
 
 async def test_done_tasks_are_listed_with_their_responses(edge: Edge) -> None:

@@ -39,10 +39,8 @@ from taskledger.anchoring import resume_for
 from taskledger.deployments.kafka import log_features
 from taskledger.settings import from_environment
 from taskledger.system import build_system
-from tests.integration.test_anchored_audit import PROXY
-from tests.support.kafka_broker import KafkaBroker
-from tests.support.rewrites import reseal
-from tests.unit.test_weights_on_chain import (
+from tests.support.anchor_signer import PROXY
+from tests.support.chain_client import (
     NETUID,
     VALIDATOR,
     Metagraph,
@@ -50,6 +48,8 @@ from tests.unit.test_weights_on_chain import (
     RecordingClient,
     Subnets,
 )
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.rewrites import reseal
 
 pytestmark = pytest.mark.kafka
 

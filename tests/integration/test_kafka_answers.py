@@ -20,9 +20,9 @@ import pytest
 from miners.client import MinerClient
 from miners.identity import Identity
 from taskledger.dev import free_port
-from tests.integration.test_kafka_roles import API_KEY, VALIDATOR, Deployment
 from tests.support.fast_miners import FakeMiner, slow, tiny_wav
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

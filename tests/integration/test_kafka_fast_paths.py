@@ -23,10 +23,9 @@ from processors.kafka.bus import KafkaCommandBus
 from processors.kafka.processor import KafkaCommandProcessor
 from processors.kafka.publisher import CommandPublisher
 from processors.kafka.status_topic import StatusTopicFeed
-from tests.contract.event_log_contract import chain
-from tests.integration.test_kafka_processor import read_topic, wait_for_streams
-from tests.support.histories import T0, lifecycle
+from tests.support.histories import T0, chain, lifecycle
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.kafka_pipeline import read_topic, wait_for_streams
 
 pytestmark = pytest.mark.kafka
 

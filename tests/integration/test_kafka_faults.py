@@ -28,7 +28,9 @@ from events.kafka import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
 from processors.kafka.publisher import CommandPublisher
 from projections.audit import audit_log
-from tests.integration.test_kafka_processor import (
+from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
+from tests.support.kafka_broker import KafkaBroker
+from tests.support.kafka_pipeline import (
     HOTKEYS,
     assert_each_command_applied_once,
     expected_types,
@@ -38,8 +40,6 @@ from tests.integration.test_kafka_processor import (
     submit_all,
     wait_for_streams,
 )
-from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
-from tests.support.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka
 

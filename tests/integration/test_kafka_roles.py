@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,78 +29,11 @@ from miners.client import MinerClient
 from miners.identity import Identity
 from projections.audit import audit_log
 from taskledger.dev import free_port
-from tests.support.dev_process import wait_healthy
 from tests.support.fast_miners import FakeMiner, answer
 from tests.support.kafka_broker import KafkaBroker
+from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-API_KEY = "roles-client-key-0123456789"
-VALIDATOR = Identity.from_seed(bytes([7]) * 32, "validator")
-
-
-class Deployment:
-    """Processes of ``taskledger serve`` sharing one data directory and one broker."""
-
-    def __init__(self, root: Path, event_log: str, miners_file: Path) -> None:
-        self.root = root
-        self.data_dir = root / "data"
-        self.env = {
-            **os.environ,
-            "TASKLEDGER_DATA_DIR": str(self.data_dir),
-            "TASKLEDGER_EVENT_LOG": event_log,
-            "TASKLEDGER_API_KEYS": f"alice={API_KEY}",
-            "TASKLEDGER_MINERS_FILE": str(miners_file),
-            "TASKLEDGER_VALIDATOR_HOTKEYS": VALIDATOR.ss58,
-            "TASKLEDGER_MINER_TIMEOUT": "30",
-            "TASKLEDGER_TASK_DEADLINE": "120",
-            "TASKLEDGER_ALLOW_PRIVATE_MINERS": "on",
-        }
-        # Every process of one deployment signs as the same proxy: make its wallet first.
-        self.proxy = Identity.load_or_create(self.data_dir / "wallets", "taskledger-proxy")
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, role: str, port: int | None = None) -> subprocess.Popen[bytes]:
-        name = f"{role}-{len(self.processes)}"
-        command = [sys.executable, "-m", "taskledger.cli", "serve", "--role", role]
-        if port is not None:
-            command += ["--port", str(port)]
-        process = subprocess.Popen(
-            command,
-            env=self.env,
-            stdout=(self.root / f"{name}.out").open("wb"),
-            stderr=(self.root / f"{name}.err").open("wb"),
-            start_new_session=True,
-        )
-        self.processes.append(process)
-        return process
-
-    async def healthy(self, base: str, seconds: float = 120) -> None:
-        waiting = asyncio.create_task(asyncio.to_thread(wait_healthy, base, seconds))
-        while not waiting.done():
-            crashed = [p.args for p in self.processes if p.poll() is not None]
-            if crashed:
-                waiting.cancel()
-                raise AssertionError(f"exited early: {crashed}")
-            await asyncio.sleep(0.2)
-        await waiting
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-            for path in sorted(self.root.glob("*.err"))
-        )
 
 
 @asynccontextmanager

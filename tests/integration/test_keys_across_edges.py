@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import aiohttp
 import pytest
 
 from taskledger.dev import free_port
-from tests.support.dev_process import wait_healthy
+from tests.support.dev_process import stop_groups, wait_healthy
 
 if TYPE_CHECKING:
     from tests.support.firestore_emulator import FirestoreEmulator
@@ -79,15 +78,7 @@ class Edges:
         return done.returncode, (json.loads(output) if done.returncode == 0 else done.stderr)
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_groups(self.processes)
 
 
 @pytest.fixture(scope="module")

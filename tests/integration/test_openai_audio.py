@@ -4,27 +4,19 @@ running server: answers, the task behind each, and the client's own exceptions."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from tests.support.edge_system import API_KEYS, Edge, running_edge, wav_bytes
+from tests.support.edge_system import API_KEYS, Edge, wav_bytes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.edge(miners=("instant",))]
 
 
 def client_for(edge: Edge, key: str = API_KEYS["alice"], timeout: float = 20) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=f"{edge.url}/v1", api_key=key, max_retries=0, timeout=timeout
     )
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(tmp_path, miners=("instant",)) as running:
-        yield running
 
 
 async def test_transcription_answers_the_first_response_of_an_ordinary_task(edge: Edge) -> None:
@@ -101,43 +93,41 @@ async def test_the_clients_exceptions_for_a_bad_key_and_bad_input(edge: Edge) ->
     assert await edge.event_count() == 0  # nothing refused left a task behind
 
 
-async def test_a_client_past_its_rate_gets_rate_limit_error(tmp_path: Path) -> None:
-    async with running_edge(
-        tmp_path, miners=("instant",), rate_per_second=0.01, rate_burst=1
-    ) as edge:
-        client = client_for(edge)
-        await client.audio.speech.create(model="tts-1", input="one", voice="alloy")
-        with pytest.raises(openai.RateLimitError) as limited:
-            await client.audio.speech.create(model="tts-1", input="two", voice="alloy")
-        assert limited.value.status_code == 429
-        assert limited.value.type == "rate_limit_error"
+@pytest.mark.edge(miners=("instant",), rate_per_second=0.01, rate_burst=1)
+async def test_a_client_past_its_rate_gets_rate_limit_error(edge: Edge) -> None:
+    client = client_for(edge)
+    await client.audio.speech.create(model="tts-1", input="one", voice="alloy")
+    with pytest.raises(openai.RateLimitError) as limited:
+        await client.audio.speech.create(model="tts-1", input="two", voice="alloy")
+    assert limited.value.status_code == 429
+    assert limited.value.type == "rate_limit_error"
 
 
-async def test_no_answer_in_time_is_504_naming_the_task(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=("manual",), openai_timeout_seconds=0.5) as edge:
-        client = client_for(edge)
-        with pytest.raises(openai.InternalServerError) as late:
-            await client.audio.speech.create(model="tts-1", input="too slow", voice="alloy")
-        assert late.value.status_code == 504
-        task_id = (await edge.miners[0].next_work())["task_id"]
-        assert task_id in late.value.message
-        assert late.value.response.headers["Taskledger-Task-Id"] == task_id
+@pytest.mark.edge(miners=("manual",), openai_timeout_seconds=0.5)
+async def test_no_answer_in_time_is_504_naming_the_task(edge: Edge) -> None:
+    client = client_for(edge)
+    with pytest.raises(openai.InternalServerError) as late:
+        await client.audio.speech.create(model="tts-1", input="too slow", voice="alloy")
+    assert late.value.status_code == 504
+    task_id = (await edge.miners[0].next_work())["task_id"]
+    assert task_id in late.value.message
+    assert late.value.response.headers["Taskledger-Task-Id"] == task_id
 
 
-async def test_approved_mode_waits_for_the_validator(tmp_path: Path) -> None:
-    async with running_edge(tmp_path, miners=("instant",), openai_answer="approved") as edge:
-        client = client_for(edge, timeout=30)
-        call = asyncio.create_task(
-            client.audio.transcriptions.with_raw_response.create(
-                model="whisper-1", file=("a.wav", wav_bytes(), "audio/wav")
-            )
+@pytest.mark.edge(miners=("instant",), openai_answer="approved")
+async def test_approved_mode_waits_for_the_validator(edge: Edge) -> None:
+    client = client_for(edge, timeout=30)
+    call = asyncio.create_task(
+        client.audio.transcriptions.with_raw_response.create(
+            model="whisper-1", file=("a.wav", wav_bytes(), "audio/wav")
         )
-        task_id = (await edge.miners[0].next_work())["task_id"]
-        await edge.wait_for(task_id, "DONE")
-        await asyncio.sleep(0.2)
-        assert not call.done()
-        assert (await edge.evaluate(task_id, {edge.miners[0].identity.ss58: 0.8})).status == 200
-        raw = await asyncio.wait_for(call, 10)
-        assert raw.headers["Taskledger-Provisional"] == "false"
-        assert raw.headers["Taskledger-Task-Id"] == task_id
-        assert raw.parse().text == "hello world"
+    )
+    task_id = (await edge.miners[0].next_work())["task_id"]
+    await edge.wait_for(task_id, "DONE")
+    await asyncio.sleep(0.2)
+    assert not call.done()
+    assert (await edge.evaluate(task_id, {edge.miners[0].identity.ss58: 0.8})).status == 200
+    raw = await asyncio.wait_for(call, 10)
+    assert raw.headers["Taskledger-Provisional"] == "false"
+    assert raw.headers["Taskledger-Task-Id"] == task_id
+    assert raw.parse().text == "hello world"

@@ -3,71 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aggregates import TaskState
 from events import Batch
 from miners.directory import MinerDirectory, MinerInfo
-from miners.identity import Identity
 from processors.runtime import Runtime
 from processors.selection import SelectionPolicy
-from projections import status_document
 from projections.audit import audit_log
 from taskledger.settings import Settings
 from taskledger.system import System, build_system
+from tests.support.embedded_system import PROXY, is_status, settings_for, submit, wait_for
 from tests.support.fast_miners import FakeMiner, answer, garbage, refuse, silent, slow
-
-PROXY = Identity.from_uri("//TaskledgerTestProxy")
-
-
-def settings_for(data_dir: Path, **changes: Any) -> Settings:
-    base = Settings(
-        data_dir=data_dir,
-        durability="normal",
-        miners_per_type={"summarization": 2, "transcription": 2, "tts": 2},
-        miner_timeout_seconds=0.6,
-        task_deadline_seconds=5.0,
-        allow_private_miners=True,
-    )
-    return replace(base, **changes)
 
 
 async def running(settings: Settings, miners: Iterable[FakeMiner], **kwargs: Any) -> System:
     system = build_system(settings, extra_miners=[m.info for m in miners], identity=PROXY, **kwargs)
     await system.start()
     return system
-
-
-async def wait_for(
-    system: System, task_id: str, done: Callable[[TaskState], bool], seconds: float = 10.0
-) -> TaskState:
-    state: TaskState | None = None
-    for _ in range(int(seconds / 0.02)):
-        state = await system.store.get_task(task_id)
-        if state is not None and done(state):
-            return state
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {task_id} never got there: {state and status_document(state)}")
-
-
-def is_status(*statuses: str) -> Callable[[TaskState], bool]:
-    return lambda state: state.status in statuses
-
-
-async def submit(system: System, text: str = "One. Two. Three.", priority: str = "normal") -> str:
-    state, created = await system.intake.submit(
-        client="tester",
-        task_type="summarization",
-        priority=priority,  # type: ignore[arg-type]
-        input={"text": text},
-    )
-    assert created
-    return state.task_id
 
 
 @pytest.fixture

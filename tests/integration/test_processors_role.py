@@ -16,7 +16,7 @@ import pytest
 from processors.projection_child import ProjectionChild
 from taskledger.settings import Settings
 from taskledger.system import System, build_system
-from tests.integration.test_processors import (
+from tests.support.embedded_system import (
     PROXY,
     is_status,
     settings_for,

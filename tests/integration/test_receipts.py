@@ -115,8 +115,8 @@ async def test_validator_set_weights_submits_the_proxys_weights_and_records_them
     from miners.validator_weights import set_weights_once
     from miners.weights import WeightsSetter
     from projections.audit import audit_log
+    from tests.support.chain_client import Metagraph, Neuron, RecordingClient, Subnets
     from tests.support.edge_system import VALIDATOR
-    from tests.unit.test_weights_on_chain import Metagraph, Neuron, RecordingClient, Subnets
 
     async with running_edge(tmp_path) as edge:
         task_id = await edge.done_task()

@@ -9,27 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from yarl import URL
 
-from tests.support.edge_system import Edge, running_edge
+from tests.support.edge_system import Edge
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def edge(tmp_path: Path) -> AsyncIterator[Edge]:
-    async with running_edge(
-        tmp_path,
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.edge(
         idle_timeout_seconds=1.0,
         body_min_bytes_per_second=1000.0,
         body_grace_seconds=0.5,
         max_connections=4,
-    ) as running:
-        yield running
+    ),
+]
 
 
 async def connect(edge: Edge) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -4,6 +4,8 @@
 event into its task's hash chain and keeps the log order, the way a backend would.
 ``lifecycle`` scripts the commands of one task from creation to a chosen ending, so
 tests can build many-task logs (and interleave them) without a running system.
+``chain`` seals filler events straight onto a stream, for tests of the log itself that need
+a valid hash chain and no lifecycle.
 """
 
 from __future__ import annotations
@@ -213,3 +215,28 @@ def interleave(
     for task_id, rest in queues.items():
         merged += [(task_id, command) for command in rest]
     return merged
+
+
+def chain(
+    task_id: str, count: int, *, after: Envelope | None = None, note: str = ""
+) -> list[Envelope]:
+    """``count`` sealed events continuing ``after`` (or starting the stream)."""
+    sequence, previous = (after.sequence, after.hash) if after else (0, GENESIS_HASH)
+    events = []
+    for _ in range(count):
+        sequence += 1
+        envelope = seal(
+            event_id=str(uuid.uuid4()),
+            task_id=task_id,
+            sequence=sequence,
+            type="MinerFailed",
+            version=1,
+            occurred_at=T0,
+            actor="contract",
+            data={"hotkey": f"hk-{sequence}", "reason": f"reason {note}{sequence}"},
+            prev_hash=previous,
+            correlation_id=task_id,
+        )
+        events.append(envelope)
+        previous = envelope.hash
+    return events

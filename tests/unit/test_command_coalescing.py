@@ -10,7 +10,7 @@ from aggregates import CancelTask, TaskAlreadyExists
 from events import Envelope
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler
-from tests.unit.test_engine_batching import NOW, create, distribute
+from tests.support.sample_commands import NOW, create, distribute
 
 
 class CountingLog(SqliteEventLog):

@@ -11,8 +11,6 @@ import pytest
 
 from aggregates import (
     CancelTask,
-    CreateTask,
-    DistributeTask,
     Evaluate,
     IllegalTransition,
     RecordResponse,
@@ -21,32 +19,12 @@ from aggregates import (
     fold,
 )
 from bench.workload import lifecycle
-from events import GENESIS_HASH, MinerAssignment, format_time, seal, seal_run
+from events import GENESIS_HASH, format_time, seal, seal_run
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest, Outcome
 from processors.commands import CommandHandler, new_id
 from projections.audit import audit_log
-
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-def create(n: int = 0) -> CreateTask:
-    return CreateTask(
-        task_type="summarization",
-        priority="normal",
-        input={"text": f"Text {n}."},
-        client="c",
-        deadline=NOW + timedelta(minutes=5),
-        miners_wanted=1,
-        miner_timeout_seconds=30.0,
-        now=NOW,
-    )
-
-
-def distribute(hotkey: str = "m1") -> DistributeTask:
-    return DistributeTask(
-        (MinerAssignment(hotkey=hotkey, deadline=NOW + timedelta(seconds=30)),), NOW
-    )
+from tests.support.sample_commands import NOW, create, distribute
 
 
 @pytest.fixture
