@@ -53,7 +53,7 @@ class _OpenAIRequest(BaseModel):
 
 class SpeechRequest(_OpenAIRequest):
     model: str = Field(min_length=1, max_length=200)
-    input: str = Field(min_length=1, max_length=5000)
+    input: str = Field(min_length=1, max_length=5000, pattern=r"\S")  # not blank
     # OpenAI's own voice names, as its API takes them; the miners' voices are for /api/v1/tts.
     voice: OpenAIVoice | None = None
     response_format: Literal["wav"] | None = None

@@ -36,8 +36,10 @@ class _Document(BaseModel):
 # -- requests -------------------------------------------------------------------
 
 
+# Text must hold a visible character (pattern ``\S``): blank text cannot be spoken or
+# summarised, so accepting it would only fail the task at every miner later.
 class TtsRequest(_Request):
-    text: str = Field(min_length=1, max_length=5000)
+    text: str = Field(min_length=1, max_length=5000, pattern=r"\S")
     voice: str | None = Field(
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_+.\-]*$"
     )
@@ -45,7 +47,7 @@ class TtsRequest(_Request):
 
 
 class SummarizationRequest(_Request):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: str = Field(min_length=1, max_length=100_000, pattern=r"\S")
     max_words: Annotated[int, Field(ge=10, le=1000), BeforeValidator(whole_number)] | None = None
     priority: Priority = "normal"
 

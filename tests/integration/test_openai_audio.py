@@ -77,6 +77,8 @@ async def test_the_clients_exceptions_for_a_bad_key_and_bad_input(edge: Edge) ->
     with pytest.raises(openai.BadRequestError) as empty:
         await client.audio.speech.create(model="tts-1", input="", voice="alloy")
     assert empty.value.type == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError):  # blank text no miner can speak
+        await client.audio.speech.create(model="tts-1", input="\r", voice="alloy")
     with pytest.raises(openai.BadRequestError):
         await client.audio.speech.create(
             model="tts-1", input="hi", voice="alloy", response_format="mp3"
