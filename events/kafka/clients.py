@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -82,13 +82,28 @@ class ClientSettings:
             raise
         return consumer
 
-    async def timed(self, operation: Awaitable[T]) -> T:
-        """A request to the brokers, or ``LogUnavailable`` if they do not answer in time."""
+    async def timed(self, request: Callable[[], Awaitable[T]]) -> T:
+        """A request to the brokers, or ``LogUnavailable`` if they do not answer in time.
+
+        An answer that says "try again" (a retriable error: a partition whose leader is not
+        known yet, as on topics just created or on a broker just restarted) is asked again
+        within the same time.
+        """
+        delay, last = 0.05, None
         try:
             async with asyncio.timeout(self.request_timeout_ms / 1000 * 2):
-                return await operation
+                while True:
+                    try:
+                        return await request()
+                    except KafkaError as error:
+                        if not error.retriable:
+                            raise
+                        last = error
+                        logger.debug("broker asked to retry (%r)", error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
         except TimeoutError as error:
-            raise LogUnavailable("the broker did not answer in time") from error
+            raise LogUnavailable(f"the broker did not answer in time (last: {last!r})") from error
 
 
 async def stop_quietly(client: Any, seconds: float = 10) -> None:

@@ -376,7 +376,7 @@ class KafkaEventLog:
     async def save_checkpoint(self, consumer: str, checkpoint: str) -> None:
         await self.start()
         await self.settings.timed(
-            self._plain.send_and_wait(
+            lambda: self._plain.send_and_wait(
                 self.topics.checkpoints, value=checkpoint.encode(), key=consumer.encode()
             )
         )
@@ -397,6 +397,8 @@ class KafkaEventLog:
         if self._fenced is not None:
             raise WriterFenced(f"this log was fenced by a newer writer: {self._fenced}")
         await self.start()
-        described = await self.settings.timed(self._admin.describe_topics([self.topics.events]))
+        described = await self.settings.timed(
+            lambda: self._admin.describe_topics([self.topics.events])
+        )
         if not described or described[0]["error_code"] != 0:
             raise LogUnavailable(f"topic {self.topics.events} is not available")

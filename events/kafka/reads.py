@@ -123,12 +123,12 @@ class MetaReader:
         """
         tps = list(tps)
         timed = self._settings.timed
-        stable = await timed(self._reader.end_offsets(tps))
-        written = await timed(self._probe.end_offsets(tps))
+        stable = await timed(lambda: self._reader.end_offsets(tps))
+        written = await timed(lambda: self._probe.end_offsets(tps))
         settle = min(deadline, time.monotonic() + self._settle_seconds)
         while any(stable[tp] < written[tp] for tp in tps) and time.monotonic() < settle:
             await asyncio.sleep(0.002)
-            stable = await timed(self._reader.end_offsets(tps))
+            stable = await timed(lambda: self._reader.end_offsets(tps))
         return dict(stable)
 
     def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:

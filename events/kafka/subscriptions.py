@@ -92,7 +92,7 @@ class _Reading:
         read resumes exactly where that read was, whatever the batch sizes.
         """
         consumer, state, positions = self._consumer, self._state, self._positions
-        ends = await self._settings.timed(consumer.end_offsets(list(tps)))
+        ends = await self._settings.timed(lambda: consumer.end_offsets(list(tps)))
         consumer.pause(*tps)
         for tp in tps:
             # This process's own commits count even before their markers are written.
