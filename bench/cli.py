@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -32,7 +33,8 @@ def engine(arguments: argparse.Namespace) -> int:
     from bench.reference import run_reference
     from bench.storage_floor import floor_in_tempdir
 
-    figures: dict[str, Any] = {"machine": machine()}
+    # Anything else running shares the 2 cores: the figures are read with the load beside them.
+    figures: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
     figures["taskledger"] = engine_in_tempdir(tasks_for(arguments.events))
     figures["storage_floor"] = floor_in_tempdir(tasks_for(arguments.events))
     figures.update(_floor_ratios(figures["taskledger"], figures["storage_floor"]))
@@ -44,6 +46,7 @@ def engine(arguments: argparse.Namespace) -> int:
         from bench.accountability import accountability_figures
 
         figures["accountability"] = accountability_figures(tasks_for(arguments.events))
+    figures["load_after"] = os.getloadavg()
     if arguments.memory:
         small = _engine_subprocess(100_000)
         large = _engine_subprocess(1_000_000)
@@ -77,7 +80,7 @@ def _floor_ratios(ours: dict[str, Any], floor: dict[str, Any]) -> dict[str, floa
 def _engine_text(figures: dict[str, Any]) -> str:
     ours, theirs = figures["taskledger"], figures["eventsourcing"]
     lines = [
-        f"machine: {figures['machine']}",
+        f"machine: {figures['machine']}; {_load(figures)}",
         f"taskledger: {ours['events']:,} events appended and projected in {ours['seconds']:.2f}s "
         f"= {ours['events_per_second']:,.0f} events/s",
         f"audit: {ours['audit_events_per_second']:,.0f} events/s",
@@ -114,8 +117,15 @@ def _engine_text(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(figures: dict[str, Any]) -> str:
+    before, after = figures["load_before"], figures["load_after"]
+    return f"load average (1 min) {before[0]:.2f} before the run, {after[0]:.2f} after"
+
+
 def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> str:
+    """Ratios first (the issue's goals are ratios within one run), then the absolute figures."""
     ours, theirs = figures["taskledger"], figures["eventsourcing"]
+    floor = figures["storage_floor"]
     command = f"taskledger bench engine --events {arguments.events}"
     if arguments.memory:
         command += " --memory"
@@ -130,48 +140,64 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
         "log file and folding it into the SQLite read models; the clock stops when its "
         "committed checkpoint reaches the last event. The log is then audited.",
         "",
-        "| figure | goal | measured |",
+        "The storage floor (`bench/storage_floor.py`) is one plain single-core loop doing the "
+        "same storage work: the log's schema and indexes, `synchronous=FULL`, one commit per "
+        "step of 1,000 lifecycles with the streams' heads read in it, the full envelope as "
+        "canonical JSON, the SHA-256 chain; then the step read back and folded into one row "
+        "per task in the read-model store's own table, indexes, pages and durability, with "
+        "the checkpoint.",
+        "",
+        "| ratio (one run) | goal | measured |",
         "|---|---|---|",
-        f"| events/s appended and projected | ≥ 50,000 | {ours['events_per_second']:,.0f} |",
-        f"| audit events/s | ≥ 200,000 | {ours['audit_events_per_second']:,.0f} |",
-        f"| vs `eventsourcing` SQLite (append only, {theirs['events']:,} events: "
-        f"{theirs['events_per_second']:,.0f} events/s) | ≥ 5x | "
+        f"| events/s appended and projected ÷ the storage floor | ≥ 1.2x | "
+        f"{figures['ratio_vs_storage_floor']:.2f}x |",
+        f"| events/s ÷ `eventsourcing` SQLite (append only) | ≥ 6x | "
         f"{figures['speedup_vs_eventsourcing']:.1f}x |",
-        *_floor_rows(figures),
-        f"| peak memory ({ours['events']:,} events): commands + projection | | "
-        f"{ours['peak_rss_mib']:.0f} + {ours['projection_peak_rss_mib']:.0f} MiB |",
+        f"| audit events/s (all checks, all cores) ÷ a plain single-core hash-recompute loop "
+        f"| ≥ 1.0x | {figures['audit_ratio_vs_hash_loop']:.2f}x |",
     ]
     if "accountability" in figures:
         proofs = figures["accountability"]
         rows += [
-            f"| audit events/s with anchors verified, ratio to without | ≥ 0.8 | "
-            f"{proofs['audit_anchored_ratio']:.2f} "
-            f"({proofs['audit_events_per_second_anchored']:,.0f} events/s) |",
-            f"| appended events/s with checkpointing on, ratio to off | ≥ 0.95 | "
+            f"| audit events/s with anchors verified ÷ without | ≥ 0.8 | "
+            f"{proofs['audit_anchored_ratio']:.2f} |",
+            f"| appended events/s with checkpointing on ÷ off | ≥ 0.95 | "
             f"{proofs['checkpointing_ratio']:.2f} |",
         ]
     if "memory" in figures:
         memory = figures["memory"]
         rows.append(
-            f"| peak memory 1M / 100k events | ≤ 1.5 | {memory['ratio']:.2f} "
+            f"| peak memory 1M ÷ 100k events | ≤ 1.5 | {memory['ratio']:.2f} "
             f"({memory['peak_rss_mib_1m']:.0f} / {memory['peak_rss_mib_100k']:.0f} MiB) |"
         )
-    return "\n".join(rows)
-
-
-def _floor_rows(figures: dict[str, Any]) -> list[str]:
-    if "storage_floor" not in figures:
-        return []
-    floor = figures["storage_floor"]
-    return [
-        "| events/s ÷ the storage floor (one plain single-core loop: same schema, "
-        "`synchronous=FULL`, batches of 1,000 lifecycles, canonical JSON, SHA-256 chain, a "
-        f"status row per task with a checkpoint: {floor['events_per_second']:,.0f} events/s) "
-        f"| ≥ 1.2x | {figures['ratio_vs_storage_floor']:.2f}x |",
-        "| audit events/s ÷ a plain single-core hash-recompute loop "
-        f"({floor['hash_events_per_second']:,.0f} events/s) | ≥ 1.0x | "
-        f"{figures['audit_ratio_vs_hash_loop']:.2f}x |",
+    rows += [
+        "",
+        "| absolute figure | goal | measured |",
+        "|---|---|---|",
+        f"| events/s appended and projected | ≥ 50,000 | {ours['events_per_second']:,.0f} |",
+        f"| storage floor events/s (its appends alone) | | "
+        f"{floor['events_per_second']:,.0f} ({floor['append_events_per_second']:,.0f}) |",
+        f"| `eventsourcing` events/s ({theirs['events']:,} events) | | "
+        f"{theirs['events_per_second']:,.0f} |",
+        f"| audit events/s | ≥ 200,000 | {ours['audit_events_per_second']:,.0f} |",
+        f"| hash-recompute loop events/s | | {floor['hash_events_per_second']:,.0f} |",
     ]
+    if "accountability" in figures:
+        proofs = figures["accountability"]
+        rows += [
+            f"| audit events/s with anchors verified | | "
+            f"{proofs['audit_events_per_second_anchored']:,.0f} |",
+            f"| appended events/s, checkpointing on / off | | "
+            f"{proofs['appended_events_per_second_checkpointing_on']:,.0f} / "
+            f"{proofs['appended_events_per_second_checkpointing_off']:,.0f} |",
+        ]
+    rows += [
+        f"| peak memory ({ours['events']:,} events): commands + projection | | "
+        f"{ours['peak_rss_mib']:.0f} + {ours['projection_peak_rss_mib']:.0f} MiB |",
+        "",
+        f"Machine load during the run: {_load(figures)}.",
+    ]
+    return "\n".join(rows)
 
 
 def http(arguments: argparse.Namespace) -> int:

@@ -24,7 +24,15 @@ from events.catalog import (
 )
 from events.codec import GENESIS_HASH, canonical, format_time, parse_time
 from events.envelope import Envelope, from_document, from_stored, seal, seal_run
-from events.log import Batch, BrokenChain, EventLog, LogUnavailable, StaleVersion, StreamHead
+from events.log import (
+    Batch,
+    BrokenChain,
+    EventLog,
+    LogUnavailable,
+    Shard,
+    StaleVersion,
+    StreamHead,
+)
 from events.registry import EVENT_TYPES, UnknownEventType, payload_of, to_data, upcast
 
 __all__ = [
@@ -46,6 +54,7 @@ __all__ = [
     "MinerResponded",
     "MinerTimedOut",
     "Priority",
+    "Shard",
     "StaleVersion",
     "StreamHead",
     "TaskApproved",

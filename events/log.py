@@ -30,6 +30,10 @@ class BrokenChain(Exception):
 # One stream's append: task id, the sequence it must follow, the sealed events.
 Append: TypeAlias = tuple[str, int, Sequence[Envelope]]
 
+Shard: TypeAlias = tuple[int, int]
+"""(index, count): the streams whose task id ends in a character with code point
+``% count == index``. Every stream is in exactly one shard of a count."""
+
 
 class LogUnavailable(Exception):
     """The log (or whatever decides on it) did not answer in time; try again later."""

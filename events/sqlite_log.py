@@ -23,6 +23,7 @@ from events.log import (
     Append,
     Batch,
     BrokenChain,
+    Shard,
     StaleVersion,
     StreamHead,
     check_continuation,
@@ -76,10 +77,6 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 
 
 _ROWS_PER_STATEMENT = 500
-
-Shard = tuple[int, int]
-"""(index, count): the streams whose task id ends in a character with code point
-``% count == index``. Every stream is in exactly one shard of a count."""
 
 
 def _shard_filter(shard: Shard | None) -> tuple[str, tuple[int, ...]]:

@@ -80,6 +80,7 @@ class _Stream:
     hash: str = GENESIS_HASH
     status: str = START
     miners: dict[str, str] | None = None
+    ledger: bool = False  # the proxy's own facts: chained and versioned, no task transitions
 
 
 class Auditor:
@@ -101,7 +102,7 @@ class Auditor:
         except ValueError as error:
             self.report.events += 1
             self._violate(task_id, sequence, "malformed_event", f"the stored body: {error}")
-            stream = self._streams.setdefault(task_id, _Stream())
+            stream = self._streams.setdefault(task_id, _Stream(ledger=is_ledger_stream(task_id)))
             stream.sequence, stream.hash = sequence, hash
             return
         if fields["task_id"] != task_id or fields["sequence"] != sequence:
@@ -118,7 +119,7 @@ class Auditor:
         task_id, sequence, event_type = fields["task_id"], fields["sequence"], fields["type"]
         stream = self._streams.get(task_id)
         if stream is None:
-            stream = self._streams[task_id] = _Stream()
+            stream = self._streams[task_id] = _Stream(ledger=is_ledger_stream(task_id))
         if sha256(body).hexdigest() != hash:
             self._violate(
                 task_id, sequence, "hash_mismatch", "the stored event does not match its hash"
@@ -134,14 +135,13 @@ class Auditor:
             self._violate(
                 task_id, sequence, "broken_link", "previous-hash does not match the chain"
             )
+        stream.sequence = sequence
+        stream.hash = hash
         version = fields["version"]
-        if is_ledger_stream(task_id):
-            # The proxy's own facts: chained and versioned like tasks, no task transitions.
+        if stream.ledger:
             ledger_type = LEDGER_EVENT_TYPES.get(event_type)
             if ledger_type is None or not 1 <= version <= ledger_type.VERSION:
                 self._violate(task_id, sequence, "unknown_event", f"{event_type} v{version}")
-            stream.sequence = sequence
-            stream.hash = hash
             return
         latest = _LATEST_VERSIONS.get(event_type)
         if latest is None or not 1 <= version <= latest:
@@ -154,19 +154,17 @@ class Auditor:
                 "illegal_transition",
                 f"{event_type} is not allowed in {stream.status}",
             )
-        else:
-            if event_type in _MINER_EVENTS:
-                try:
-                    self._check_miners(task_id, sequence, event_type, fields["data"], stream)
-                except (AttributeError, TypeError, KeyError) as error:
-                    self._violate(
-                        task_id, sequence, "malformed_payload", f"{event_type} payload: {error!r}"
-                    )
-            stream.status = after
-            if after in TERMINAL:
-                stream.miners = None
-        stream.sequence = sequence
-        stream.hash = hash
+            return
+        if event_type in _MINER_EVENTS:
+            try:
+                self._check_miners(task_id, sequence, event_type, fields["data"], stream)
+            except (AttributeError, TypeError, KeyError) as error:
+                self._violate(
+                    task_id, sequence, "malformed_payload", f"{event_type} payload: {error!r}"
+                )
+        stream.status = after
+        if after in TERMINAL:
+            stream.miners = None
 
     def _violate(self, task_id: str, sequence: int, kind: str, message: str) -> None:
         self.report.violations.append(Violation(task_id, sequence, kind, message))

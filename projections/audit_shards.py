@@ -24,8 +24,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import Synchronized
 from typing import Protocol
 
-from events import StreamHead
-from events.sqlite_log import Shard
+from events import Shard, StreamHead
 from projections.audit import Auditor, AuditReport, Violation
 
 RawRow = tuple[int, str, int, bytes, str]

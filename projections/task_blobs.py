@@ -17,7 +17,9 @@ def result_blobs(result: dict[str, Any] | None) -> list[str]:
 
 
 def task_blobs(state: TaskState) -> list[str]:
+    # Written for every task row the projection commits: most tasks have no files.
     digests = dict.fromkeys(state.blobs)
     for slot in state.miners:
-        digests.update(dict.fromkeys(result_blobs(slot.result)))
+        if slot.result:
+            digests.update(dict.fromkeys(result_blobs(slot.result)))
     return list(digests)

@@ -29,7 +29,7 @@ def test_the_floor_chains_appends_and_folds_every_lifecycle(tmp_path: Path) -> N
     heads = dict(log.execute("SELECT task_id, head_hash FROM streams").fetchall())
     assert heads == previous
     models = sqlite3.connect(tmp_path / "floor-readmodels.db")
-    statuses = models.execute("SELECT status, sequence, count(*) FROM task_status GROUP BY 1, 2")
+    statuses = models.execute("SELECT status, version, count(*) FROM tasks GROUP BY 1, 2")
     assert statuses.fetchall() == [("APPROVED", 8, 10)]
     assert models.execute("SELECT checkpoint FROM checkpoints").fetchall() == [("80",)]
 
