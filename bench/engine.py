@@ -27,9 +27,9 @@ from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
 from processors.commands import CommandHandler
-from processors.projection_runner import ProjectionProcess
 from projections import CONSUMER
 from projections.sqlite_store import SqliteReadModelStore
+from taskledger.projection_process import ProjectionProcess
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,24 @@ from the shared SQLite file, as the edge in its own process always has.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Callable
+from typing import Protocol
 
-from processors.projection_runner import ProjectionProcess
 from projections.projector import CONSUMER
 from projections.store import ReadModelStore
+
+
+class ChildProcess(Protocol):
+    """A process that projects the log (``taskledger.projection_process``)."""
+
+    def start(self) -> None:
+        """Start it and wait until it follows the log."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def stop(self) -> int | None:
+        """Ask it to finish its batch and exit; its exit code."""
 
 
 class ProjectionChildExited(Exception):
@@ -23,7 +36,7 @@ class ProjectionChildExited(Exception):
 
 
 class ProjectionChild:
-    """Runs :class:`ProjectionProcess` for as long as :meth:`run` runs.
+    """Runs a projection :class:`ChildProcess` for as long as :meth:`run` runs.
 
     ``run`` starts the child and watches it; when the child exits it raises,
     and the runtime starts it again with backoff (the child resumes from the
@@ -33,19 +46,17 @@ class ProjectionChild:
 
     def __init__(
         self,
-        log_path: Path,
-        store_path: Path,
+        new_process: Callable[[], ChildProcess],
         store: ReadModelStore,
         *,
         check_seconds: float = 0.5,
     ) -> None:
-        self._log_path = log_path
-        self._store_path = store_path
+        self._new_process = new_process
         self._store = store
         self._check_seconds = check_seconds
 
     async def run(self) -> None:
-        process = ProjectionProcess(self._log_path, self._store_path)
+        process = self._new_process()
         # Starting waits for the child's first line: not on the loop's thread.
         await asyncio.to_thread(process.start)
         try:

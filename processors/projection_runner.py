@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import subprocess
-import sys
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 from aggregates import TaskState
 from events import EventLog
-from events.sqlite_log import SqliteEventLog
 from processors.status_sink import StatusSink
 from projections import Projector
-from projections.sqlite_store import SqliteReadModelStore
+from projections.store import ReadModelStore
 
 
 class StatusBroadcaster:
@@ -83,23 +77,19 @@ class ProjectionRunner:
             self._broadcaster.publish(changed)
 
 
-async def follow_log_file(
-    log_path: Path,
-    store_path: Path,
+async def follow(
+    log: EventLog,
+    store: ReadModelStore,
     *,
     stop: Callable[[], bool],
     ready: Callable[[], None] | None = None,
     check_seconds: float = 0.05,
 ) -> None:
-    """Project the SQLite log at ``log_path`` into the SQLite read models at ``store_path``.
+    """Project ``log`` into ``store`` until ``stop()`` answers true, from the store's checkpoint.
 
-    Meant for a process of its own: the log's followers in other processes see
-    appends by polling, so the writer pays nothing for the projection but the
-    shared disk. Runs until ``stop()`` answers true; resumes from the store's
-    checkpoint, like the runner inside a process.
+    Meant for a process of its own (see ``taskledger.projection_process``); the
+    caller owns the log and the store and closes them.
     """
-    log = SqliteEventLog(log_path)
-    store = SqliteReadModelStore(store_path)
     runner = ProjectionRunner(log, Projector(store), StatusBroadcaster())
     following = asyncio.create_task(runner.run())
     try:
@@ -113,84 +103,3 @@ async def follow_log_file(
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
-        await log.close()
-        await store.close()
-
-
-class ProjectionProcess:
-    """The projection runner in a child process, following the embedded log file.
-
-    Start it, append in this process, and read how far it got from the store's
-    checkpoint (which commits with the read models). The child is a fresh
-    interpreter (``python -m processors.projection_runner``): it shares no SQLite
-    connection or lock with this one, and it stops when its stdin closes, so
-    it does not outlive this process.
-    """
-
-    def __init__(self, log_path: Path, store_path: Path) -> None:
-        self._command = [
-            sys.executable,
-            "-m",
-            "processors.projection_runner",
-            str(log_path),
-            str(store_path),
-        ]
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the child and wait until it follows the log."""
-        process = self._process = subprocess.Popen(
-            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        assert process.stdout is not None
-        ready = threading.Thread(target=process.stdout.readline, daemon=True)
-        ready.start()
-        ready.join(timeout)
-        if ready.is_alive() or process.poll() is not None:
-            process.kill()
-            process.wait()
-            raise RuntimeError("the projection process did not start")
-
-    @property
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """Ask the child to finish its batch and exit; returns its exit code."""
-        process = self._process
-        if process is None:
-            return None
-        assert process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.close()
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
-
-
-def main(argv: Sequence[str]) -> int:
-    """``python -m processors.projection_runner LOG STORE``: project until stdin closes."""
-    log_path, store_path = (Path(argument) for argument in argv)
-    # Folding makes many short-lived objects per event: a larger young generation
-    # lets the collector run less often (about 7% of this process's time, measured).
-    gc.set_threshold(10_000, 50, 50)
-    closed = threading.Event()
-
-    def watch_stdin() -> None:
-        sys.stdin.buffer.read()
-        closed.set()
-
-    def announce() -> None:
-        print("following", flush=True)
-        # Nobody reads our stdout after this line: anything else goes to stderr.
-        sys.stdout = sys.stderr
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    asyncio.run(follow_log_file(log_path, store_path, stop=closed.is_set, ready=announce))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -15,6 +15,7 @@ from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersProcessors
+from taskledger.projection_process import ProjectionProcess
 
 
 def log_features(log: SqliteEventLog) -> LogFeatures:
@@ -45,7 +46,8 @@ class EmbeddedDeployment:
         from the projection in their own process."""
         if store_path is None:
             return None
-        return ProjectionChild(self._sqlite.path, store_path, store)
+        log_path = self._sqlite.path
+        return ProjectionChild(lambda: ProjectionProcess(log_path, store_path), store)
 
     async def start_edge(self) -> None:
         """Nothing to start: commands are decided in this process."""

@@ -93,7 +93,7 @@ async def test_with_an_edge_the_projection_stays_in_process(
 
 
 def _projection_children() -> list[int]:
-    """This process's children running ``processors.projection_runner``."""
+    """This process's children running ``taskledger.projection_process``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -104,7 +104,7 @@ def _projection_children() -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"processors.projection_runner" in command:
+        if parent == os.getpid() and b"taskledger.projection_process" in command:
             found.append(int(entry.name))
     return found
 

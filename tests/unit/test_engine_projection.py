@@ -17,10 +17,10 @@ from events.sqlite_connect import open_wal
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
 from processors.commands import CommandHandler
-from processors.projection_runner import ProjectionProcess, follow_log_file
 from projections import CONSUMER, MinerStats, Projector
 from projections.miner_stats import MinerTally
 from projections.sqlite_store import SqliteReadModelStore
+from taskledger.projection_process import ProjectionProcess, follow_log_file
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

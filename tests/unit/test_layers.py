@@ -49,15 +49,9 @@ FOLDERS = frozenset(MAY_IMPORT)
 DRIVERS = frozenset({"aiokafka", "sqlite3", "google", "aiohttp"})
 # Modules that may reach any folder's backends: the roots that choose them.
 ROOTS = frozenset({"taskledger", "bench"})
-# Imports that break a rule today, each with why it is allowed for now. The lead removes
-# the first group once the rewrites in flight land (issue 17).
+# Imports that break a rule today, each with why it is allowed.
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
-        # issue 17, being rewritten elsewhere: the projection runner and the sharded audit
-        # reach the SQLite backends instead of a port.
-        ("processors.projection_runner", "events.sqlite_log"),
-        ("processors.projection_runner", "projections.sqlite_store"),
-        ("projections.audit_shards", "events.sqlite_log"),
         # The reference miner's audio work sniffs its input as the edge does; the table
         # lets miners import only events.
         ("miners.work.audio", "blobs.sniff"),
