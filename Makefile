@@ -23,7 +23,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy events aggregates projections processors http_edge miners blobs taskledger bench
+	$(VENV)/bin/mypy events aggregates projections audit processors http_edge miners blobs taskledger bench
 
 ## Kafka's jars from Maven Central (cached under ~/.m2 and .cache/kafka).
 kafka:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import orjson
 
+from audit.anchors import AnchorAuditor, AnchorReport
 from events import EventLog
 from events.capabilities import LogFeatures
 from events.log_chain import Checkpoint, MalformedProof, Receipt
 from miners.proofs import verify_hex
 from processors.anchors import GcsAnchors, read_anchor_lines
-from projections.audit_anchors import AnchorAuditor, AnchorReport
 
 
 class AnchorsUnavailable(Exception):

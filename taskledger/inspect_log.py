@@ -10,11 +10,11 @@ from typing import TextIO
 
 import orjson
 
+from audit.log_audit import AuditReport, audit_log
+from audit.shards import audit_in_shards
 from events import EventLog
 from events.sqlite_log import SqliteEventLog
 from projections import Projector, rebuild
-from projections.audit import AuditReport, audit_log
-from projections.audit_shards import audit_in_shards
 from taskledger.backends import open_event_log, open_read_models
 from taskledger.deployments import open_log
 from taskledger.proof_checks import ProofsToCheck, check_proofs

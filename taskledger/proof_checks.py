@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from audit.anchors import AnchorReport
 from events import EventLog
 from events.capabilities import LogFeatures
-from projections.audit_anchors import AnchorReport
 from taskledger.accountability import (
     audit_against_anchors,
     audit_receipts,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from audit.log_audit import audit_log
 from events import Envelope, EventLog
 from events.sqlite_log import SqliteEventLog
-from projections.audit import audit_log
 from tests.contract.event_log_contract import (
     FOLLOW_TIMEOUT,
     EventLogContract,

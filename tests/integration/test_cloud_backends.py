@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from audit.log_audit import audit_log
 from miners.reference_validator import ReferenceValidator
 from miners.work.speech import synthesize
-from projections.audit import audit_log
 from taskledger.dev import free_port, start_reference_miners
 from taskledger.serving import start_edge
 from taskledger.settings import Settings

@@ -21,6 +21,7 @@ from bittensor.intents.weights import SetWeights
 from bittensor.result import ExtrinsicResult
 
 from aggregates import InvalidCommand, fold
+from audit.log_audit import audit_log
 from bench.workload import MINERS, lifecycle
 from events import Envelope
 from events.kafka import KafkaEventLog
@@ -32,7 +33,6 @@ from processors.commands import CommandHandler
 from processors.kafka.bus import KafkaCommandBus
 from processors.ledger_commands import LedgerThroughCommands, RecordLedgerEvent
 from projections import Projector, rebuild
-from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
 from taskledger.accountability import audit_against_anchors, load_anchors
 from taskledger.anchoring import resume_for

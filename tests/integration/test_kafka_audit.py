@@ -16,12 +16,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from aggregates import fold
+from audit.log_audit import audit_log
 from events import canonical
 from events.codec import decode
 from events.kafka import KafkaEventLog, partition_for
 from processors.commands import CommandHandler
 from projections import Projector
-from projections.audit import audit_log
 from projections.rebuild import rebuild
 from projections.sqlite_store import SqliteReadModelStore
 from tests.support.histories import ENDINGS, T0, lifecycle

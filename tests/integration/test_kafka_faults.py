@@ -23,11 +23,11 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from aggregates import Command, DomainError
+from audit.log_audit import audit_log
 from events import LogUnavailable
 from events.kafka import KafkaEventLog, WriterFenced
 from processors.commands import CommandHandler
 from processors.kafka.publisher import CommandPublisher
-from projections.audit import audit_log
 from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.kafka_pipeline import (

@@ -17,11 +17,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from aggregates import CancelTask, CreateTask, RecordResponse, fold
+from audit.log_audit import audit_log
 from events import canonical
 from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed, partition_for
 from processors.command_core import CommandRequest
 from processors.kafka.messages import encode_command
-from projections.audit import audit_log
 from projections.status_document import status_document
 from tests.support.histories import ENDINGS, T0, lifecycle
 from tests.support.kafka_broker import KafkaBroker

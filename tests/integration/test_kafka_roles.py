@@ -24,10 +24,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from audit.log_audit import audit_log
 from events.kafka import KafkaEventLog
 from miners.client import MinerClient
 from miners.identity import Identity
-from projections.audit import audit_log
 from taskledger.dev import free_port
 from tests.support.fast_miners import FakeMiner, answer
 from tests.support.kafka_broker import KafkaBroker

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from audit.log_audit import audit_log
 from events import Batch
 from miners.directory import MinerDirectory, MinerInfo
 from processors.runtime import Runtime
 from processors.selection import SelectionPolicy
-from projections.audit import audit_log
 from taskledger.settings import Settings
 from taskledger.system import System, build_system
 from tests.support.embedded_system import PROXY, is_status, settings_for, submit, wait_for

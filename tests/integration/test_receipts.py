@@ -110,11 +110,11 @@ async def test_receipts_checkpoints_and_a_dropped_response(tmp_path: Path) -> No
 async def test_validator_set_weights_submits_the_proxys_weights_and_records_them(
     tmp_path: Path,
 ) -> None:
+    from audit.log_audit import audit_log
     from events.ledger import WEIGHTS_STREAM, WeightsSubmitted
     from events.sqlite_log import SqliteEventLog
     from miners.validator_weights import set_weights_once
     from miners.weights import WeightsSetter
-    from projections.audit import audit_log
     from tests.support.chain_client import Metagraph, Neuron, RecordingClient, Subnets
     from tests.support.edge_system import VALIDATOR
 

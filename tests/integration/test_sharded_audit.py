@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from audit.log_audit import AuditReport, Violation, audit_log
+from audit.shards import ShardedLog, audit_in_shards
 from bench.workload import lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
 from processors.commands import CommandHandler
-from projections.audit import AuditReport, Violation, audit_log
-from projections.audit_shards import ShardedLog, audit_in_shards
 from taskledger.inspect_log import SHARDED_AUDIT_FROM
 
 TASKLEDGER = [sys.executable, "-m", "taskledger.cli"]

@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from bittensor.http_auth import InMemoryNonceStore
 
+from audit.log_audit import audit_log
 from events import TASK_TYPES
 from http_edge.app import create_app
 from http_edge.connections import CappedSite, edge_runner
@@ -35,7 +36,6 @@ from miners.btauth import AuthFailed, verify_request
 from miners.client import MinerClient, SignedResponse
 from miners.directory import MinerInfo
 from miners.identity import Identity
-from projections.audit import audit_log
 from taskledger.backends import open_event_log
 from taskledger.serving import connection_limits
 from taskledger.settings import Settings

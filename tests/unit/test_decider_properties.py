@@ -54,6 +54,7 @@ from aggregates import (
     evolve,
     fold,
 )
+from audit.log_audit import audit_envelopes
 from events import (
     GENESIS_HASH,
     PRIORITIES,
@@ -68,7 +69,6 @@ from events import (
     to_data,
 )
 from projections import Projector
-from projections.audit import audit_envelopes
 from projections.sqlite_store import SqliteReadModelStore
 from tests.support.histories import ENDINGS, T0, interleave, lifecycle
 

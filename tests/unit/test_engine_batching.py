@@ -18,12 +18,12 @@ from aggregates import (
     TaskNotFound,
     fold,
 )
+from audit.log_audit import audit_log
 from bench.workload import lifecycle
 from events import GENESIS_HASH, format_time, seal, seal_run
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest, Outcome
 from processors.commands import CommandHandler, new_id
-from projections.audit import audit_log
 from tests.support.sample_commands import NOW, create, distribute
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from aggregates import ArchiveTask, Evaluate, RecordResponse, fold
+from audit.log_audit import audit_log
 from events import TaskCreated, payload_of
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler
 from projections import Projector, rebuild
-from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -23,6 +23,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "aggregates": frozenset({"events"}),
     "processors": frozenset({"events", "aggregates", "miners", "blobs", "projections"}),
     "projections": frozenset({"events", "aggregates"}),
+    # The audit (beside the table's folders: it reads the log, it is not a read model).
+    "audit": frozenset({"events", "aggregates"}),
     "http_edge": frozenset(
         {"events", "aggregates", "processors", "projections", "miners", "blobs"}
     ),
@@ -30,7 +32,16 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "blobs": frozenset(),
     # The composition root wires everything; bench, a tool on top, is not wired by it.
     "taskledger": frozenset(
-        {"events", "aggregates", "processors", "projections", "http_edge", "miners", "blobs"}
+        {
+            "events",
+            "aggregates",
+            "processors",
+            "projections",
+            "audit",
+            "http_edge",
+            "miners",
+            "blobs",
+        }
     ),
     "bench": frozenset(
         {
@@ -38,6 +49,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
             "aggregates",
             "processors",
             "projections",
+            "audit",
             "http_edge",
             "miners",
             "blobs",

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from bittensor import calls
 
+from audit.anchors import AnchorAuditor
 from events import GENESIS_HASH
 from events.log_chain import ChainHead, Checkpoint, MalformedProof, Receipt, link
 from miners.identity import Identity
 from miners.proofs import sign_hex, verify_hex
 from miners.receipts import ReceiptBook
 from processors.anchors import ChainAnchor, commitment_call
-from projections.audit_anchors import AnchorAuditor
 from taskledger.settings import SettingsError, from_environment
 
 PROXY = Identity.from_seed(b"unit-test-proxy-hotkey-32-bytes!", "proxy")

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audit.log_audit import AuditReport, audit_envelopes, audit_log
 from events import EVENT_TYPES, Envelope, canonical, format_time, from_stored
 from events.codec import decode
 from events.sqlite_log import SqliteEventLog
 from processors.commands import CommandHandler
-from projections.audit import AuditReport, audit_envelopes, audit_log
 from tests.support.histories import ENDINGS, T0, Ledger, interleave, lifecycle
 
 HOTKEYS = ("hk-a", "hk-b", "hk-c")

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from bittensor.intents.weights import SetWeights
 
+from audit.log_audit import audit_log
 from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
 from events.sqlite_log import SqliteEventLog
 from miners.weights import Skipped, WeightsSetter
 from processors.weights import WeightsProcessor
 from projections import Projector, rebuild
-from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
 from tests.support.chain_client import (
     BLOCK,

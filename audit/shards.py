@@ -3,7 +3,7 @@
 Every stream belongs to exactly one shard, and a stream's checks (hash, link,
 sequence, transition, miners, head) never look at another stream. So each
 worker process audits its shard's streams in log order with the same
-:class:`~projections.audit.Auditor`, reads its shard's recorded heads before
+:class:`~audit.log_audit.Auditor`, reads its shard's recorded heads before
 and after, and the merged report holds exactly the violations one process
 would find, in log order (head violations last).
 
@@ -24,8 +24,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import Synchronized
 from typing import Protocol
 
+from audit.log_audit import Auditor, AuditReport, Violation
 from events import Shard, StreamHead
-from projections.audit import Auditor, AuditReport, Violation
 
 RawRow = tuple[int, str, int, bytes, str]
 
