@@ -44,14 +44,14 @@ class EngineFigures:
     projection_peak_rss_mib: float
 
 
-async def _run_lifecycles(handler: CommandHandler, first: int, count: int, wave: int) -> None:
+async def _run_lifecycles(commands: CommandHandler, first: int, count: int, wave: int) -> None:
     """Lifecycles ``wave`` at a time: each step of the wave's tasks is one batch of commands."""
     for start in range(first, first + count, wave):
         # Each lifecycle reads the clock for its own times, as separate requests would.
         flows = [lifecycle(index) for index in range(start, min(start + wave, first + count))]
         for step in range(len(flows[0].commands)):
             requests = [CommandRequest(f.task_id, f.commands[step], "bench") for f in flows]
-            for result in await handler.execute_many(requests):
+            for result in await commands.execute_many(requests):
                 if isinstance(result, Exception):
                     raise result
 
@@ -77,7 +77,7 @@ async def run_engine(
     log_path, store_path = directory / "events.db", directory / "readmodels.db"
     log = SqliteEventLog(log_path)
     store = SqliteReadModelStore(store_path)
-    handler = CommandHandler(log, cache_size=concurrency * wave * 2)
+    commands = CommandHandler(log, cache_size=concurrency * wave * 2)
     projection = ProjectionProcess(log_path, store_path)
     projection.start()
     checkpointer = (
@@ -91,7 +91,7 @@ async def run_engine(
         first = 0
         for worker in range(concurrency):
             count = per_worker + (1 if worker < extra else 0)
-            workers.append(_run_lifecycles(handler, first, count, wave))
+            workers.append(_run_lifecycles(commands, first, count, wave))
             first += count
         await asyncio.gather(*workers)
         head = await log.head_position()

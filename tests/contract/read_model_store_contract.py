@@ -482,14 +482,14 @@ class ReadModelStoreContract(abc.ABC):
     ) -> None:
         log = SqliteEventLog(tmp_path / "events.db")
         try:
-            handler = CommandHandler(log)
+            commands = CommandHandler(log)
             scripts = {
                 f"task-{ending}": lifecycle(ending, T0 + timedelta(minutes=i), HOTKEYS)
                 for i, ending in enumerate(ENDINGS)
             }
             order = [task_id for _ in range(12) for task_id in scripts]
             for task_id, command in interleave(scripts, order):
-                await handler.execute(task_id, command, actor="tests")
+                await commands.execute(task_id, command, actor="tests")
 
             projector = Projector(store)
             batches = [b async for b in log.subscribe(follow=False, batch_size=7)]

@@ -104,7 +104,7 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def main(path):
-    handler = CommandHandler(SqliteEventLog(Path(path)))
+    commands = CommandHandler(SqliteEventLog(Path(path)))
 
     async def writer(w):
         for n in range(10**6):
@@ -113,7 +113,7 @@ async def main(path):
                 "tts", "normal", {"n": n}, "crash", NOW + timedelta(hours=1), 1, 30.0, NOW
             )
             for command in (create, CancelTask("done", NOW)):
-                outcome = await handler.execute(task_id, command, actor="crash-test")
+                outcome = await commands.execute(task_id, command, actor="crash-test")
                 print(task_id, outcome.events[-1].sequence, flush=True)
 
     await asyncio.gather(*(writer(w) for w in range(4)))

@@ -68,7 +68,7 @@ async def new_store(firestore_emulator: FirestoreEmulator) -> AsyncIterator[Stor
 
 async def _history(log: SqliteEventLog, tasks: int) -> list[str]:
     """Whole lifecycles of every ending, interleaved, appended through the command path."""
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     endings = list(ENDINGS)
     scripts = {
         f"task-{i:03d}": lifecycle(endings[i % len(endings)], T0 + timedelta(minutes=i), HOTKEYS)
@@ -76,7 +76,7 @@ async def _history(log: SqliteEventLog, tasks: int) -> list[str]:
     }
     order = [task_id for _ in range(12) for task_id in scripts]
     for task_id, command in interleave(scripts, order):
-        await handler.execute(task_id, command, actor="tests")
+        await commands.execute(task_id, command, actor="tests")
     return list(scripts)
 
 

@@ -46,7 +46,7 @@ async def log(kafka: KafkaBroker) -> AsyncIterator[KafkaEventLog]:
 
 async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
     """Every ending, ``copies`` times, concurrently through the command handler."""
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     scripts = {
         f"task-{n}-{ending}": lifecycle(
             ending,
@@ -59,7 +59,7 @@ async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
 
     async def run(task_id: str) -> None:
         for command in scripts[task_id]:
-            await handler.execute(task_id, command, actor="audit-test")
+            await commands.execute(task_id, command, actor="audit-test")
 
     await asyncio.gather(*(run(task_id) for task_id in scripts))
     return {task_id: ENDINGS[task_id.split("-", 2)[2]] for task_id in scripts}

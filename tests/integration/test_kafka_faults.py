@@ -177,7 +177,7 @@ async def test_a_processor_killed_under_load_loses_and_repeats_nothing(
 
 
 async def handle_until(
-    handler: CommandHandler, stop: asyncio.Event, workers: int = 4
+    commands: CommandHandler, stop: asyncio.Event, workers: int = 4
 ) -> dict[str, tuple[list[Command], int]]:
     """Workers taking tasks through their lifecycles until ``stop``; a task ends at its first
     error. Returns each task's script and how many of its commands succeeded."""
@@ -191,7 +191,7 @@ async def handle_until(
             tasks[task_id] = (script, 0)
             for done, command in enumerate(script, start=1):
                 try:
-                    await handler.execute(task_id, command, actor="fault-test")
+                    await commands.execute(task_id, command, actor="fault-test")
                 except (LogUnavailable, KafkaError, WriterFenced, DomainError):
                     break
                 tasks[task_id] = (script, done)

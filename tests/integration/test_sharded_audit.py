@@ -27,11 +27,11 @@ _HEAD_KINDS = {"head_mismatch", "truncated_stream", "unrecorded_events"}
 
 async def write_lifecycles(path: Path, count: int) -> list[str]:
     log = SqliteEventLog(path)
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     flows = [lifecycle(index) for index in range(count)]
     for step in range(len(flows[0].commands)):
         requests = [CommandRequest(flow.task_id, flow.commands[step], "test") for flow in flows]
-        for result in await handler.execute_many(requests):
+        for result in await commands.execute_many(requests):
             assert not isinstance(result, Exception), result
     await log.close()
     return [flow.task_id for flow in flows]

@@ -12,12 +12,12 @@ from processors.commands import CommandHandler
 
 async def write_lifecycles(data_dir: Path, count: int) -> list[str]:
     log = SqliteEventLog(data_dir / "events.db")
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     ids = []
     for index in range(count):
         flow = lifecycle(index)
         for command in flow.commands:
-            await handler.execute(flow.task_id, command, actor="test")
+            await commands.execute(flow.task_id, command, actor="test")
         ids.append(flow.task_id)
     await log.close()
     return ids

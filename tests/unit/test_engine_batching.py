@@ -67,9 +67,9 @@ async def test_a_batch_gives_what_one_command_at_a_time_gives(
 async def test_commands_for_one_task_in_a_batch_go_in_order_into_one_chain(
     log: SqliteEventLog,
 ) -> None:
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     task = "task-1"
-    results = await handler.execute_many(
+    results = await commands.execute_many(
         [
             CommandRequest(task, create(), "c"),
             CommandRequest(task, Evaluate("v", {"m1": 1.0}, NOW), "v"),  # refused: PENDING
@@ -89,16 +89,16 @@ async def test_commands_for_one_task_in_a_batch_go_in_order_into_one_chain(
     assert [e.sequence for e in stream] == [1, 2, 3, 4]
     assert stream[0].prev_hash == GENESIS_HASH
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(stream))
-    assert await handler.load(task) == responded.state == fold(task, stream)
+    assert await commands.load(task) == responded.state == fold(task, stream)
     assert (await audit_log(log)).clean
 
 
 async def test_refusals_are_answered_per_request_and_do_not_sink_the_batch(
     log: SqliteEventLog,
 ) -> None:
-    handler = CommandHandler(log)
-    await handler.execute("exists", create(), actor="c")
-    results = await handler.execute_many(
+    commands = CommandHandler(log)
+    await commands.execute("exists", create(), actor="c")
+    results = await commands.execute_many(
         [
             CommandRequest("new-1", create(1), "c"),
             CommandRequest("exists", create(2), "c"),
@@ -113,7 +113,7 @@ async def test_refusals_are_answered_per_request_and_do_not_sink_the_batch(
     assert len(await log.read_stream("exists")) == 1
     assert await log.read_stream("missing") == []
     with pytest.raises(TaskAlreadyExists):
-        await handler.execute("new-2", create(4), actor="c")
+        await commands.execute("new-2", create(4), actor="c")
 
 
 async def test_a_batch_decided_on_stale_heads_is_decided_again_on_the_log(

@@ -26,10 +26,10 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 async def write_lifecycles(log: SqliteEventLog, count: int) -> list[str]:
-    handler = CommandHandler(log)
+    commands = CommandHandler(log)
     flows = [lifecycle(n, NOW) for n in range(count)]
     for step in range(len(flows[0].commands)):
-        for result in await handler.execute_many(
+        for result in await commands.execute_many(
             [CommandRequest(f.task_id, f.commands[step], "tests") for f in flows]
         ):
             assert not isinstance(result, Exception)
