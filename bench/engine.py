@@ -2,7 +2,7 @@
 
 Each lifecycle goes through the real command path: commands are decided,
 sealed with the hash chain and appended with optimistic concurrency, many
-tasks' commands per append (``CommandHandler.execute_many``), while the
+tasks' commands per append (``EmbeddedCommands.execute_many``), while the
 projection runner in a process of its own follows the log file and folds it
 into the SQLite read models. Time stops when the projection's committed
 checkpoint has reached the last event.
@@ -26,7 +26,7 @@ from bench.accountability import checkpointer_for, until_folded
 from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from processors.projection_runner import ProjectionProcess
 from projections import CONSUMER
 from projections.sqlite_store import SqliteReadModelStore
@@ -44,7 +44,7 @@ class EngineFigures:
     projection_peak_rss_mib: float
 
 
-async def _run_lifecycles(commands: CommandHandler, first: int, count: int, wave: int) -> None:
+async def _run_lifecycles(commands: EmbeddedCommands, first: int, count: int, wave: int) -> None:
     """Lifecycles ``wave`` at a time: each step of the wave's tasks is one batch of commands."""
     for start in range(first, first + count, wave):
         # Each lifecycle reads the clock for its own times, as separate requests would.
@@ -77,7 +77,7 @@ async def run_engine(
     log_path, store_path = directory / "events.db", directory / "readmodels.db"
     log = SqliteEventLog(log_path)
     store = SqliteReadModelStore(store_path)
-    commands = CommandHandler(log, cache_size=concurrency * wave * 2)
+    commands = EmbeddedCommands(log, cache_size=concurrency * wave * 2)
     projection = ProjectionProcess(log_path, store_path)
     projection.start()
     checkpointer = (

@@ -37,7 +37,7 @@ from typing import Any
 from bench.report import machine, publish
 from bench.workload import EVENTS_PER_TASK, lifecycles
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector, ReadModelStore
 from projections.sqlite_store import SqliteReadModelStore
 
@@ -114,7 +114,7 @@ async def _bench(
 
 
 async def _fill(log: SqliteEventLog, tasks: int, concurrency: int = 200) -> None:
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     flows = list(lifecycles(tasks))
 
     async def worker(first: int) -> None:

@@ -32,7 +32,7 @@ from aggregates import (
 )
 from events import MinerAssignment, Priority
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import MinerStats, Projector, ReadModelStore
 from tests.support.histories import ENDINGS, MINER_TIMEOUT, Ledger, interleave, lifecycle
 
@@ -482,7 +482,7 @@ class ReadModelStoreContract(abc.ABC):
     ) -> None:
         log = SqliteEventLog(tmp_path / "events.db")
         try:
-            commands = CommandHandler(log)
+            commands = EmbeddedCommands(log)
             scripts = {
                 f"task-{ending}": lifecycle(ending, T0 + timedelta(minutes=i), HOTKEYS)
                 for i, ending in enumerate(ENDINGS)

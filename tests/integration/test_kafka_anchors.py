@@ -28,7 +28,7 @@ from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
 from miners.directory import StaticMinerDirectory
 from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from processors.kafka.bus import KafkaCommandBus
 from processors.ledger_commands import LedgerThroughCommands, RecordLedgerEvent
 from projections import Projector, rebuild
@@ -57,7 +57,7 @@ PARTITIONS = 3
 
 
 async def write(log: KafkaEventLog, first: int, count: int) -> list[str]:
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     ids = []
     for index in range(first, first + count):
         flow = lifecycle(index)

@@ -19,7 +19,7 @@ from aggregates import fold
 from events import canonical
 from events.codec import decode
 from events.kafka import KafkaEventLog, partition_for
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector
 from projections.audit import audit_log
 from projections.rebuild import rebuild
@@ -45,8 +45,8 @@ async def log(kafka: KafkaBroker) -> AsyncIterator[KafkaEventLog]:
 
 
 async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
-    """Every ending, ``copies`` times, concurrently through the command handler."""
-    commands = CommandHandler(log)
+    """Every ending, ``copies`` times, concurrently through the embedded commands."""
+    commands = EmbeddedCommands(log)
     scripts = {
         f"task-{n}-{ending}": lifecycle(
             ending,
@@ -65,7 +65,7 @@ async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
     return {task_id: ENDINGS[task_id.split("-", 2)[2]] for task_id in scripts}
 
 
-async def test_lifecycles_through_the_handler_audit_clean_and_replay(
+async def test_lifecycles_through_the_commands_audit_clean_and_replay(
     log: KafkaEventLog, tmp_path: Path
 ) -> None:
     endings = await run_lifecycles(log)

@@ -16,7 +16,7 @@ import pytest
 from bench.workload import lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections.audit import AuditReport, Violation, audit_log
 from projections.audit_shards import ShardedLog, audit_in_shards
 from taskledger.inspect_log import SHARDED_AUDIT_FROM
@@ -27,7 +27,7 @@ _HEAD_KINDS = {"head_mismatch", "truncated_stream", "unrecorded_events"}
 
 async def write_lifecycles(path: Path, count: int) -> list[str]:
     log = SqliteEventLog(path)
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     flows = [lifecycle(index) for index in range(count)]
     for step in range(len(flows[0].commands)):
         requests = [CommandRequest(flow.task_id, flow.commands[step], "test") for flow in flows]

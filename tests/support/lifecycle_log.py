@@ -1,4 +1,4 @@
-"""A real events.db of bench lifecycles, written through the command handler as a running
+"""A real events.db of bench lifecycles, written through the embedded commands as a running
 system writes them."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from pathlib import Path
 
 from bench.workload import lifecycle
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 
 
 async def write_lifecycles(data_dir: Path, count: int) -> list[str]:
     log = SqliteEventLog(data_dir / "events.db")
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     ids = []
     for index in range(count):
         flow = lifecycle(index)

@@ -1,4 +1,4 @@
-"""Concurrent callers of ``CommandHandler.execute`` share batches, each with its own answer."""
+"""Concurrent callers of ``EmbeddedCommands.execute`` share batches, each with its own answer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from aggregates import CancelTask, TaskAlreadyExists
 from events import Envelope
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from tests.support.sample_commands import NOW, create, distribute
 
 
@@ -31,7 +31,7 @@ def task(n: int) -> str:
 
 async def test_concurrent_commands_are_appended_together(tmp_path: Path) -> None:
     log = CountingLog(tmp_path / "events.db")
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     try:
         outcomes = await asyncio.gather(
             *(commands.execute(task(n), create(n), actor="c") for n in range(100))
@@ -46,7 +46,7 @@ async def test_concurrent_commands_are_appended_together(tmp_path: Path) -> None
 
 async def test_each_caller_gets_its_own_answer(tmp_path: Path) -> None:
     log = CountingLog(tmp_path / "events.db")
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     try:
         await commands.execute(task(1), create(1), actor="c")
         results = await asyncio.gather(

@@ -19,7 +19,7 @@ import pytest
 from aggregates import ArchiveTask, Evaluate, RecordResponse, fold
 from events import TaskCreated, payload_of
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector, rebuild
 from projections.audit import audit_log
 from projections.sqlite_store import SqliteReadModelStore
@@ -114,7 +114,7 @@ async def test_read_models_rebuild_from_the_old_log(tmp_path: Path, log: SqliteE
 
 
 async def test_new_code_continues_an_old_history(log: SqliteEventLog) -> None:
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     in_flight = await commands.load("v1-in-flight")
     assert in_flight.updated_at is not None
     later = in_flight.updated_at + timedelta(seconds=5)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from events import EVENT_TYPES, Envelope, canonical, format_time, from_stored
 from events.codec import decode
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections.audit import AuditReport, audit_envelopes, audit_log
 from tests.support.histories import ENDINGS, T0, Ledger, interleave, lifecycle
 
@@ -197,7 +197,7 @@ def test_streams_of_different_tasks_may_interleave_in_any_order(ledger: Ledger) 
 
 async def write_history(path: Path) -> dict[str, list[Envelope]]:
     log = SqliteEventLog(path)
-    commands = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     plans = {
         "task-approved": lifecycle("failover_approved", T0, HOTKEYS[:2], spare=HOTKEYS[2]),
         "task-cancelled": lifecycle("cancelled_distributed", T0, HOTKEYS[:2]),
