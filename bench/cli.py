@@ -134,7 +134,7 @@ def _engine_markdown(figures: dict[str, Any], arguments: argparse.Namespace) -> 
         "",
         f"Command: `{command}`. Workload: whole lifecycles of 8 events with 3 miners each "
         "(create, distribute, 3 responses, completion, evaluation, approval); each step of "
-        "1,000 lifecycles in flight is one batch of commands (`CommandHandler.execute_many`): "
+        "1,000 lifecycles in flight is one batch of commands (`EmbeddedCommands.execute_many`): "
         "decided, sealed into the hash chain and appended in one durable group commit "
         "(`synchronous=FULL`). The projection runs in a process of its own, following the "
         "log file and folding it into the SQLite read models; the clock stops when its "

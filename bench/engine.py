@@ -2,7 +2,7 @@
 
 Each lifecycle goes through the real command path: commands are decided,
 sealed with the hash chain and appended with optimistic concurrency, many
-tasks' commands per append (``CommandHandler.execute_many``), while the
+tasks' commands per append (``EmbeddedCommands.execute_many``), while the
 projection runner in a process of its own follows the log file and folds it
 into the SQLite read models. Time stops when the projection's committed
 checkpoint has reached the last event.
@@ -26,7 +26,7 @@ from bench.accountability import checkpointer_for, until_folded
 from bench.workload import EVENTS_PER_TASK, lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import CONSUMER
 from projections.sqlite_store import SqliteReadModelStore
 from taskledger.projection_process import ProjectionProcess
@@ -44,14 +44,14 @@ class EngineFigures:
     projection_peak_rss_mib: float
 
 
-async def _run_lifecycles(handler: CommandHandler, first: int, count: int, wave: int) -> None:
+async def _run_lifecycles(commands: EmbeddedCommands, first: int, count: int, wave: int) -> None:
     """Lifecycles ``wave`` at a time: each step of the wave's tasks is one batch of commands."""
     for start in range(first, first + count, wave):
         # Each lifecycle reads the clock for its own times, as separate requests would.
         flows = [lifecycle(index) for index in range(start, min(start + wave, first + count))]
         for step in range(len(flows[0].commands)):
             requests = [CommandRequest(f.task_id, f.commands[step], "bench") for f in flows]
-            for result in await handler.execute_many(requests):
+            for result in await commands.execute_many(requests):
                 if isinstance(result, Exception):
                     raise result
 
@@ -77,7 +77,7 @@ async def run_engine(
     log_path, store_path = directory / "events.db", directory / "readmodels.db"
     log = SqliteEventLog(log_path)
     store = SqliteReadModelStore(store_path)
-    handler = CommandHandler(log, cache_size=concurrency * wave * 2)
+    commands = EmbeddedCommands(log, cache_size=concurrency * wave * 2)
     projection = ProjectionProcess(log_path, store_path)
     projection.start()
     checkpointer = (
@@ -91,7 +91,7 @@ async def run_engine(
         first = 0
         for worker in range(concurrency):
             count = per_worker + (1 if worker < extra else 0)
-            workers.append(_run_lifecycles(handler, first, count, wave))
+            workers.append(_run_lifecycles(commands, first, count, wave))
             first += count
         await asyncio.gather(*workers)
         head = await log.head_position()

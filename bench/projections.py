@@ -37,7 +37,7 @@ from typing import Any
 from bench.report import machine, publish
 from bench.workload import EVENTS_PER_TASK, lifecycles
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector, ReadModelStore
 from projections.sqlite_store import SqliteReadModelStore
 
@@ -114,13 +114,13 @@ async def _bench(
 
 
 async def _fill(log: SqliteEventLog, tasks: int, concurrency: int = 200) -> None:
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     flows = list(lifecycles(tasks))
 
     async def worker(first: int) -> None:
         for flow in flows[first::concurrency]:
             for command in flow.commands:
-                await handler.execute(flow.task_id, command, actor="bench")
+                await commands.execute(flow.task_id, command, actor="bench")
 
     await asyncio.gather(*(worker(first) for first in range(min(concurrency, tasks))))
 

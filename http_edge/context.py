@@ -56,7 +56,7 @@ class EdgeLimits:
 @dataclass(frozen=True)
 class EdgeContext:
     intake: Intake
-    handler: TaskCommands
+    commands: TaskCommands
     store: ReadModelStore
     log: EventLog
     # What the log can do beyond the port (its signed checkpoints, for one).

@@ -45,7 +45,7 @@ async def _allowed(context: EdgeContext, task_id: str, digest: str, hotkey: str)
     if projected is not None and _may_fetch(projected, digest, hotkey, validator):
         return projected
     # The read model may not have seen the assignment yet: the log has.
-    logged = await context.handler.load(task_id)
+    logged = await context.commands.load(task_id)
     if _may_fetch(logged, digest, hotkey, validator):
         return logged
     raise _forbidden()

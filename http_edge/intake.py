@@ -151,7 +151,7 @@ async def submit_audio(
     digest = digest_of(audio)
     input = {"blob": digest, "content_type": media_type, "size": len(audio), **fields}
     if key is not None:
-        existing = await context.handler.load(context.intake.task_id_for(client, key))
+        existing = await context.commands.load(context.intake.task_id_for(client, key))
         if existing.exists:
             return _replay(existing, "transcription", priority, input)
     if context.client_keys is not None and await context.client_keys.exhausted(client):

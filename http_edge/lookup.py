@@ -13,7 +13,7 @@ async def current_state(context: EdgeContext, task_id: str) -> TaskState | None:
     state = await context.store.get_task(task_id)
     if state is not None:
         return state
-    state = await context.handler.load(task_id)
+    state = await context.commands.load(task_id)
     return state if state.exists else None
 
 
@@ -31,7 +31,7 @@ async def client_task(context: EdgeContext, client: str, task_id: str) -> TaskSt
 
 async def logged_task(context: EdgeContext, task_id: str) -> TaskState:
     """The task folded from the log: exact, for commands whose checks need the latest state."""
-    state = await context.handler.load(task_id)
+    state = await context.commands.load(task_id)
     if not state.exists:
         raise not_found(task_id)
     return state

@@ -55,7 +55,7 @@ async def miner_response(request: web.Request) -> web.Response:
         hotkey = await authenticate_peer(request, context, body)
         answer = parse_model(MinerResponse, body)
         task_id, raw = parse_task_id(answer.task_id), answer.result
-    state = await context.handler.load(task_id)
+    state = await context.commands.load(task_id)
     if not state.exists:
         raise _not_assigned()
     now = context.clock()
@@ -75,7 +75,7 @@ async def miner_response(request: web.Request) -> web.Response:
     slot = state.slot(hotkey)
     assigned_at = slot.assigned_at if slot is not None else now
     latency_ms = max(0.0, (now - assigned_at).total_seconds() * 1000.0)
-    outcome = await context.handler.execute(
+    outcome = await context.commands.execute(
         task_id, RecordResponse(hotkey, result, latency_ms, now), actor=hotkey
     )
     answer_body: dict[str, Any] = {"accepted": True, "status": outcome.state.status}

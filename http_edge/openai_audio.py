@@ -132,7 +132,7 @@ async def _answer(request: web.Request, task_id: str) -> tuple[dict[str, Any], b
             f"task {task_id} has no answer yet; follow it at /api/v1/task/{task_id}/status",
             headers={TASK_ID_HEADER: task_id},
         )
-    state = await context.handler.load(task_id)  # the log: exact, whatever the read model says
+    state = await context.commands.load(task_id)  # the log: exact, whatever the read model says
     answer = answer_of(state)
     if answer is None or (until == "approved" and answer[2]):
         reason = (state.error or {}).get("message", f"the task is {state.status}")

@@ -80,7 +80,7 @@ async def cancel(request: web.Request) -> web.Response:
     context = context_of(request)
     client = authenticate_client(request)
     state = await client_task(context, client, path_task_id(request))
-    outcome = await context.handler.execute(
+    outcome = await context.commands.execute(
         state.task_id, CancelTask("cancelled by the client", context.clock()), actor=client
     )
     return web.json_response(status_document(outcome.state))

@@ -3,7 +3,7 @@
 A command changes a task in three pure steps: decide it on the task's head (its state and
 the hash of its last event), evolve the state by the decided events (once, inside the
 decider), and seal the events onto the stream's hash chain after that head. The embedded
-:class:`~processors.commands.CommandHandler` and the Kafka command processor both run
+:class:`~processors.commands.EmbeddedCommands` and the Kafka command processor both run
 commands through :func:`decide_and_seal` on heads kept in a :class:`TaskHeads`; they differ
 only in how commands arrive and how the sealed events are appended.
 """
@@ -65,7 +65,7 @@ class TaskHeads:
     """The heads of the tasks seen most recently, the least recently used dropped first.
 
     A head here may be stale where another writer can append to the task; its owner decides
-    what a stale head means (the embedded handler reads the log again, the Kafka partition
+    what a stale head means (the embedded commands read the log again, the Kafka partition
     owner is the only writer and trusts it).
     """
 

@@ -1,6 +1,6 @@
 """What runs commands against tasks, wherever the deciding happens.
 
-:class:`~processors.commands.CommandHandler` decides in this process (the embedded log);
+:class:`~processors.commands.EmbeddedCommands` decides in this process (the embedded log);
 :class:`~processors.kafka.bus.KafkaCommandBus` hands the command to the Kafka command
 processor that owns the task's partition. Everything that changes tasks takes either.
 """

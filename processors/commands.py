@@ -85,7 +85,7 @@ class _Decided:
     results: dict[int, Outcome | Exception]
 
 
-class CommandHandler:
+class EmbeddedCommands:
     """The single path by which anything changes a task on the embedded log.
 
     A small cache of recent task heads spares re-reading a stream for every

@@ -26,13 +26,13 @@ class DeadlineKeeper:
 
     def __init__(
         self,
-        handler: TaskCommands,
+        commands: TaskCommands,
         store: ReadModelStore,
         sender: WorkSender,
         clock: Callable[[], datetime],
         batch_size: int = 500,
     ) -> None:
-        self._handler = handler
+        self._commands = commands
         self._store = store
         self._sender = sender
         self._clock = clock
@@ -46,12 +46,12 @@ class DeadlineKeeper:
         return sum(changed)
 
     async def _expire(self, task_id: str, now: datetime) -> bool:
-        state = await self._handler.load(task_id)
+        state = await self._commands.load(task_id)
         overdue = state.deadline is not None and now >= state.deadline
         silent = [slot for slot in state.assigned() if slot.deadline <= now]
         replacements = [] if overdue else await self._sender.replacement(state, len(silent))
         try:
-            outcome = await self._handler.execute(
+            outcome = await self._commands.execute(
                 task_id, CheckDeadlines(now, tuple(replacements)), actor=NAME
             )
         except DomainError as refused:

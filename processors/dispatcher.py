@@ -35,7 +35,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        handler: TaskCommands,
+        commands: TaskCommands,
         log_: EventLog,
         store: ReadModelStore,
         pool: MinerPool,
@@ -46,7 +46,7 @@ class Dispatcher:
         concurrency: int = 256,
         checkpoint_seconds: float = 0.5,
     ) -> None:
-        self._handler = handler
+        self._commands = commands
         self._log = log_
         self._store = store
         self._pool = pool
@@ -86,7 +86,7 @@ class Dispatcher:
         created with; the command processor decides the distribution against the log's own
         state in any case, so nothing stale is written: a task that moved on is refused.
         """
-        state = await self._handler.load(task_id)
+        state = await self._commands.load(task_id)
         created = self._created.get(task_id)
         if not state.exists and created is not None:
             return fold(task_id, [created])
@@ -224,7 +224,7 @@ class Dispatcher:
                 self._selector.assigned(miner.hotkey)
             assignments = tuple(self._sender.assignment(state, m.hotkey) for m in chosen)
             try:
-                outcome = await self._handler.execute(
+                outcome = await self._commands.execute(
                     task_id, DistributeTask(assignments, self._clock()), actor=NAME
                 )
             except DomainError as refused:

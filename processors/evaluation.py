@@ -20,9 +20,9 @@ class Evaluations:
     """
 
     def __init__(
-        self, handler: TaskCommands, store: ReadModelStore, clock: Callable[[], datetime]
+        self, commands: TaskCommands, store: ReadModelStore, clock: Callable[[], datetime]
     ) -> None:
-        self._handler = handler
+        self._commands = commands
         self._store = store
         self._clock = clock
 
@@ -30,7 +30,7 @@ class Evaluations:
         return await self._store.tasks_in_status("DONE", limit)
 
     async def evaluate(self, validator: str, task_id: str, scores: dict[str, float]) -> TaskState:
-        outcome = await self._handler.execute(
+        outcome = await self._commands.execute(
             task_id, Evaluate(validator, scores, self._clock()), actor=validator
         )
         return outcome.state

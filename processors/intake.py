@@ -50,14 +50,14 @@ def task_id_for(secret: bytes, client: str, idempotency_key: str | None) -> str:
 class Intake:
     def __init__(
         self,
-        handler: TaskCommands,
+        commands: TaskCommands,
         settings: ProcessorSettings,
         clock: Callable[[], datetime],
         *,
         idempotency_secret: bytes,
     ) -> None:
         self._idempotency_secret = idempotency_secret
-        self._handler = handler
+        self._commands = commands
         self._settings = settings
         self._clock = clock
         # Set by the composition root where clients have quotas (see http_edge.key_store).
@@ -87,7 +87,7 @@ class Intake:
         if not await quota.charge(client):
             if idempotency_key is not None:
                 # A repeat of a task created before creates nothing: it is not refused.
-                existing = await self._handler.load(self.task_id_for(client, idempotency_key))
+                existing = await self._commands.load(self.task_id_for(client, idempotency_key))
                 if existing.exists:
                     return existing, False
             raise QuotaExceeded(client)
@@ -125,7 +125,7 @@ class Intake:
             blobs=blobs,
         )
         try:
-            outcome = await self._handler.execute(task_id, command, actor=client)
+            outcome = await self._commands.execute(task_id, command, actor=client)
         except TaskAlreadyExists:
-            return await self._handler.load(task_id), False
+            return await self._commands.load(task_id), False
         return outcome.state, True

@@ -20,13 +20,13 @@ NAME = "retention"
 class Retention:
     def __init__(
         self,
-        handler: TaskCommands,
+        commands: TaskCommands,
         store: ReadModelStore,
         blobs: BlobStore,
         keep_for: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
-        self._handler = handler
+        self._commands = commands
         self._store = store
         self._blobs = blobs
         self._keep_for = keep_for
@@ -45,7 +45,7 @@ class Retention:
                 if await self._blobs.delete(digest):
                     deleted.append(digest)
             try:
-                await self._handler.execute(
+                await self._commands.execute(
                     state.task_id, ArchiveTask(self._clock(), tuple(deleted)), actor=NAME
                 )
             except DomainError as refused:

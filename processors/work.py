@@ -48,7 +48,7 @@ def new_assignments(outcome: Outcome) -> list[MinerAssignment]:
 class WorkSender:
     def __init__(
         self,
-        handler: TaskCommands,
+        commands: TaskCommands,
         client: WorkClient,
         pool: MinerPool,
         selector: MinerSelector,
@@ -57,7 +57,7 @@ class WorkSender:
         settings: ProcessorSettings,
         clock: Callable[[], datetime],
     ) -> None:
-        self._handler = handler
+        self._commands = commands
         self._client = client
         self._pool = pool
         self._selector = selector
@@ -149,19 +149,19 @@ class WorkSender:
                     await self._fail(state.task_id, hotkey, f"invalid result: {invalid}")
                     return
                 command = RecordResponse(hotkey, result, latency, self._clock())
-                outcome = await self._handler.execute(state.task_id, command, actor=hotkey)
+                outcome = await self._commands.execute(state.task_id, command, actor=hotkey)
                 self.deliver(outcome)
             case Refused(reason=reason, detail=detail):
                 await self._fail(state.task_id, hotkey, f"{reason}: {detail}" if detail else reason)
 
     async def _fail(self, task_id: str, hotkey: str, reason: str) -> None:
-        state = await self._handler.load(task_id)
+        state = await self._commands.load(task_id)
         replacements = await self.replacement(state)
         command = RecordFailure(
             hotkey, reason, self._clock(), replacements[0] if replacements else None
         )
         try:
-            outcome = await self._handler.execute(task_id, command, actor="dispatcher")
+            outcome = await self._commands.execute(task_id, command, actor="dispatcher")
         except DomainError as refused:
             log.debug("failure of %s for %s not recorded: %s", hotkey, task_id, refused)
             return

@@ -117,7 +117,7 @@ class System:
         return self.deployment.log
 
     @property
-    def handler(self) -> TaskCommands:
+    def commands(self) -> TaskCommands:
         return self.deployment.commands
 
     @property
@@ -127,7 +127,7 @@ class System:
     def edge_context(self) -> EdgeContext:
         return EdgeContext(
             intake=self.intake,
-            handler=self.handler,
+            commands=self.commands,
             store=self.store,
             log=self.log,
             log_features=self.deployment.features,
@@ -196,7 +196,7 @@ class System:
             max_batch=SHARED_LOOP_MAX_BATCH,
         )
         dispatcher = Dispatcher(
-            self.handler,
+            self.commands,
             self.log,
             self.store,
             self.pool,
@@ -205,9 +205,9 @@ class System:
             settings,
             self.clock,
         )
-        keeper = DeadlineKeeper(self.handler, self.store, self.sender, self.clock)
+        keeper = DeadlineKeeper(self.commands, self.store, self.sender, self.clock)
         retention = Retention(
-            self.handler,
+            self.commands,
             self.store,
             self.blobs,
             timedelta(seconds=settings.retention_seconds),
@@ -230,7 +230,7 @@ class System:
             self.identity,
             self.evaluations,
             self.clock,
-            self.handler,
+            self.commands,
         )
         return dispatcher
 
@@ -280,7 +280,7 @@ def build_system(
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = identity or Identity.load_or_create(settings.wallets_dir, settings.wallet)
     deployment = open_deployment(settings)
-    handler = deployment.commands
+    commands = deployment.commands
     store = open_read_models(settings)
     blobs = open_blobs(settings)
     directory = miner_directory(settings, extra_miners, extra_validators)
@@ -295,7 +295,7 @@ def build_system(
     )
     secret = link_secret(settings)
     links = InputLinks(secret)
-    sender = WorkSender(handler, client, pool, selector, blobs, links, proc_settings, clock)
+    sender = WorkSender(commands, client, pool, selector, blobs, links, proc_settings, clock)
     system = System(
         settings=settings,
         identity=identity,
@@ -308,12 +308,12 @@ def build_system(
         sender=sender,
         # Domain-separated from the links' own use of the deployment secret.
         intake=Intake(
-            handler,
+            commands,
             proc_settings,
             clock,
             idempotency_secret=hmac.new(secret, b"idempotency", hashlib.sha256).digest(),
         ),
-        evaluations=Evaluations(handler, store, clock),
+        evaluations=Evaluations(commands, store, clock),
         broadcaster=StatusBroadcaster(),
         links=links,
         nonce_store=open_nonce_store(settings),

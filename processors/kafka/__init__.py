@@ -6,7 +6,7 @@
 - ``planner``: one poll of a partition decided through the command core into one plan;
 - ``processor``: consumes the commands, commits each plan as one transaction, recovers;
 - ``leadership``: which process leads (the owner of partition 0);
-- ``bus``: runs commands through the processors for everyone else, as a local handler would;
+- ``bus``: runs commands through the processors for everyone else, as the embedded commands would;
 - ``replies``: a command's reply, as it travels on ``<prefix>.replies``;
 - ``status_topic``: the tasks' status documents on ``<prefix>.status``, fanned out.
 """

@@ -4,10 +4,10 @@ On Kafka, a task changes only in the transaction of the processor that owns its 
 (:class:`~processors.kafka.processor.KafkaCommandProcessor`). Every other part of taskledger —
 the HTTP edge, the dispatcher, the deadline keeper, retention — runs its commands through
 this bus, their :class:`~processors.command_port.TaskCommands` as
-:class:`~processors.commands.CommandHandler` is on the embedded log: ``execute`` puts the
+:class:`~processors.commands.EmbeddedCommands` is on the embedded log: ``execute`` puts the
 command on ``<prefix>.commands`` in its task's partition and waits for the reply that the
 processor commits together with the events. A refusal comes back as the same domain error
-the embedded handler would raise, so callers cannot tell the two apart.
+EmbeddedCommands would raise, so callers cannot tell the two apart.
 
 The bus follows the replies topic from its end as it was when the bus started, and picks
 out its own command ids; any number of processes may send commands at once. In a process

@@ -10,7 +10,7 @@ from events.capabilities import LogFeatures
 from events.sqlite_log import SqliteEventLog
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
@@ -28,7 +28,7 @@ class EmbeddedDeployment:
         self._sqlite = log
         self.log: EventLog = log
         self.features = log_features(log)
-        self.commands: TaskCommands = CommandHandler(log)
+        self.commands: TaskCommands = EmbeddedCommands(log)
         # The edge hears of changes from the projection in its own process, always in place.
         self.status_feed: StatusChanges | None = None
         self.feed_positioned: asyncio.Event | None = None

@@ -32,7 +32,7 @@ from aggregates import (
 )
 from events import MinerAssignment, Priority
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import MinerStats, Projector, ReadModelStore
 from tests.support.histories import ENDINGS, MINER_TIMEOUT, Ledger, interleave, lifecycle
 
@@ -482,14 +482,14 @@ class ReadModelStoreContract(abc.ABC):
     ) -> None:
         log = SqliteEventLog(tmp_path / "events.db")
         try:
-            handler = CommandHandler(log)
+            commands = EmbeddedCommands(log)
             scripts = {
                 f"task-{ending}": lifecycle(ending, T0 + timedelta(minutes=i), HOTKEYS)
                 for i, ending in enumerate(ENDINGS)
             }
             order = [task_id for _ in range(12) for task_id in scripts]
             for task_id, command in interleave(scripts, order):
-                await handler.execute(task_id, command, actor="tests")
+                await commands.execute(task_id, command, actor="tests")
 
             projector = Projector(store)
             batches = [b async for b in log.subscribe(follow=False, batch_size=7)]

@@ -89,7 +89,7 @@ async def test_another_process_sees_appends_by_polling(tmp_path: Path) -> None:
 
 # -- a crash in the middle of appending ------------------------------------------
 
-# Four writers create and cancel tasks through the CommandHandler (so the log
+# Four writers create and cancel tasks through the EmbeddedCommands (so the log
 # must audit clean), printing every append the log acknowledged.
 CHILD = """
 import asyncio, sys
@@ -98,13 +98,13 @@ from pathlib import Path
 
 from aggregates import CancelTask, CreateTask
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 async def main(path):
-    handler = CommandHandler(SqliteEventLog(Path(path)))
+    commands = EmbeddedCommands(SqliteEventLog(Path(path)))
 
     async def writer(w):
         for n in range(10**6):
@@ -113,7 +113,7 @@ async def main(path):
                 "tts", "normal", {"n": n}, "crash", NOW + timedelta(hours=1), 1, 30.0, NOW
             )
             for command in (create, CancelTask("done", NOW)):
-                outcome = await handler.execute(task_id, command, actor="crash-test")
+                outcome = await commands.execute(task_id, command, actor="crash-test")
                 print(task_id, outcome.events[-1].sequence, flush=True)
 
     await asyncio.gather(*(writer(w) for w in range(4)))

@@ -16,7 +16,7 @@ from google.api_core.exceptions import Aborted
 pytest.register_assert_rewrite("tests.contract.read_model_store_contract")
 
 from events.sqlite_log import SqliteEventLog  # noqa: E402
-from processors.commands import CommandHandler  # noqa: E402
+from processors.commands import EmbeddedCommands  # noqa: E402
 from projections import MinerStats, Projector, ReadModelStore  # noqa: E402
 from projections import firestore_store as module  # noqa: E402
 from projections.firestore_store import FirestoreReadModelStore, task_document  # noqa: E402
@@ -68,7 +68,7 @@ async def new_store(firestore_emulator: FirestoreEmulator) -> AsyncIterator[Stor
 
 async def _history(log: SqliteEventLog, tasks: int) -> list[str]:
     """Whole lifecycles of every ending, interleaved, appended through the command path."""
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     endings = list(ENDINGS)
     scripts = {
         f"task-{i:03d}": lifecycle(endings[i % len(endings)], T0 + timedelta(minutes=i), HOTKEYS)
@@ -76,7 +76,7 @@ async def _history(log: SqliteEventLog, tasks: int) -> list[str]:
     }
     order = [task_id for _ in range(12) for task_id in scripts]
     for task_id, command in interleave(scripts, order):
-        await handler.execute(task_id, command, actor="tests")
+        await commands.execute(task_id, command, actor="tests")
     return list(scripts)
 
 

@@ -1,6 +1,6 @@
 """The anchored audit on a real events.db: the attack of issue 15 fails it.
 
-A log is written through the command handler, the real checkpointer signs
+A log is written through the embedded commands, the real checkpointer signs
 checkpoints of it with a real sr25519 key and publishes them to an anchor
 file, and then the file is attacked the way the issue describes. The plain
 audit cannot see a consistent rewrite; ``taskledger audit --anchors --proxy``

@@ -37,7 +37,7 @@ async def test_the_checkpoint_catches_up_once_the_dispatching_is_done(tmp_path: 
                 break
             await asyncio.sleep(0.02)
         assert checkpoint is not None and int(checkpoint) >= created
-        distributed = await system.handler.load(state.task_id)
+        distributed = await system.commands.load(state.task_id)
         assert distributed.status in ("DISTRIBUTED", "DONE")
     finally:
         await system.close()
@@ -57,7 +57,7 @@ async def test_a_task_whose_stream_reads_late_is_still_distributed(tmp_path: Pat
     system = build_system(
         settings, extra_miners=[miner.info], identity=Identity.from_uri("//TaskledgerTestProxy")
     )
-    reads = system.handler.load
+    reads = system.commands.load
     lagged: set[str] = set()
 
     async def first_read_lags(task_id: str) -> TaskState:
@@ -66,7 +66,7 @@ async def test_a_task_whose_stream_reads_late_is_still_distributed(tmp_path: Pat
             return fold(task_id, [])
         return await reads(task_id)
 
-    system.handler.load = first_read_lags  # type: ignore[method-assign]
+    system.commands.load = first_read_lags  # type: ignore[method-assign]
     await system.start()
     try:
         state, _ = await system.intake.submit(

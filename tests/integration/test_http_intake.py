@@ -73,7 +73,7 @@ async def test_json_intake_answers_202_with_location_and_links(
     # Accepted means known: the status answers at once, read model caught up or not.
     document = await edge.status(task_id)
     assert document["priority"] == body.get("priority", "normal")
-    state = await edge.system.handler.load(task_id)
+    state = await edge.system.commands.load(task_id)
     expected_input = {key: value for key, value in body.items() if key != "priority"}
     assert state.input == expected_input
 
@@ -85,7 +85,7 @@ async def test_transcription_upload_is_stored_by_content(edge: Edge) -> None:
     )
     assert status == 202, accepted
     assert accepted["type"] == "transcription"
-    state = await edge.system.handler.load(accepted["task_id"])
+    state = await edge.system.commands.load(accepted["task_id"])
     assert state.input is not None
     digest = state.input["blob"]
     assert state.input == {
@@ -102,7 +102,7 @@ async def test_transcription_upload_is_stored_by_content(edge: Edge) -> None:
 async def test_transcription_defaults_language_and_priority(edge: Edge) -> None:
     status, _, accepted = await post(edge, "/api/v1/transcription", data=audio_form(wav_bytes()))
     assert status == 202
-    state = await edge.system.handler.load(accepted["task_id"])
+    state = await edge.system.commands.load(accepted["task_id"])
     assert state.input is not None
     assert state.input["language"] == "en"
     assert state.priority == "normal"

@@ -165,7 +165,7 @@ async def test_tts_answer_as_multipart_wav(edge: Edge) -> None:
         edge.url, RESPONSE, body, receiver_ss58=edge.hotkey, content_type=content_type
     )
     assert reply.status == 200, reply.json
-    state = await edge.system.handler.load(task_id)
+    state = await edge.system.commands.load(task_id)
     stored = state.miners[0].result
     assert stored is not None
     assert await edge.system.blobs.get(stored["audio"]["digest"]) == audio

@@ -29,7 +29,7 @@ from events.ledger import WEIGHTS_STREAM, WeightsSubmitted, ledger_payload
 from miners.directory import StaticMinerDirectory
 from processors.anchors import FileAnchors
 from processors.checkpointer import Checkpointer
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from processors.kafka.bus import KafkaCommandBus
 from processors.ledger_commands import LedgerThroughCommands, RecordLedgerEvent
 from projections import Projector, rebuild
@@ -57,12 +57,12 @@ PARTITIONS = 3
 
 
 async def write(log: KafkaEventLog, first: int, count: int) -> list[str]:
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     ids = []
     for index in range(first, first + count):
         flow = lifecycle(index)
         for command in flow.commands:
-            await handler.execute(flow.task_id, command, actor="test")
+            await commands.execute(flow.task_id, command, actor="test")
         ids.append(flow.task_id)
     return ids
 
@@ -177,7 +177,7 @@ async def test_the_weights_processor_on_kafka_appends_through_the_streams_owner(
         }
     )
     system = build_system(settings, identity=VALIDATOR)
-    assert isinstance(system.handler, KafkaCommandBus)
+    assert isinstance(system.commands, KafkaCommandBus)
     other_bus = KafkaCommandBus(KafkaEventLog.from_url(url))  # another process's bus
     await system.start(edge=False)
     try:
@@ -185,7 +185,7 @@ async def test_the_weights_processor_on_kafka_appends_through_the_streams_owner(
         for index in range(4):
             flow = lifecycle(index)
             for command in flow.commands:
-                await system.handler.execute(flow.task_id, command, actor="test")
+                await system.commands.execute(flow.task_id, command, actor="test")
             ids.append(flow.task_id)
         async with asyncio.timeout(60):
             while not await system.log.read_stream(WEIGHTS_STREAM):

@@ -20,7 +20,7 @@ from audit.log_audit import audit_log
 from events import canonical
 from events.codec import decode
 from events.kafka import KafkaEventLog, partition_for
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector
 from projections.rebuild import rebuild
 from projections.sqlite_store import SqliteReadModelStore
@@ -45,8 +45,8 @@ async def log(kafka: KafkaBroker) -> AsyncIterator[KafkaEventLog]:
 
 
 async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
-    """Every ending, ``copies`` times, concurrently through the command handler."""
-    handler = CommandHandler(log)
+    """Every ending, ``copies`` times, concurrently through the embedded commands."""
+    commands = EmbeddedCommands(log)
     scripts = {
         f"task-{n}-{ending}": lifecycle(
             ending,
@@ -59,13 +59,13 @@ async def run_lifecycles(log: KafkaEventLog, copies: int = 2) -> dict[str, str]:
 
     async def run(task_id: str) -> None:
         for command in scripts[task_id]:
-            await handler.execute(task_id, command, actor="audit-test")
+            await commands.execute(task_id, command, actor="audit-test")
 
     await asyncio.gather(*(run(task_id) for task_id in scripts))
     return {task_id: ENDINGS[task_id.split("-", 2)[2]] for task_id in scripts}
 
 
-async def test_lifecycles_through_the_handler_audit_clean_and_replay(
+async def test_lifecycles_through_the_commands_audit_clean_and_replay(
     log: KafkaEventLog, tmp_path: Path
 ) -> None:
     endings = await run_lifecycles(log)

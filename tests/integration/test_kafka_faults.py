@@ -26,7 +26,7 @@ from aggregates import Command, DomainError
 from audit.log_audit import audit_log
 from events import LogUnavailable
 from events.kafka import KafkaEventLog, WriterFenced
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from processors.kafka.publisher import CommandPublisher
 from tests.support.histories import ENDINGS, T0, Ledger, lifecycle
 from tests.support.kafka_broker import KafkaBroker
@@ -177,7 +177,7 @@ async def test_a_processor_killed_under_load_loses_and_repeats_nothing(
 
 
 async def handle_until(
-    handler: CommandHandler, stop: asyncio.Event, workers: int = 4
+    commands: EmbeddedCommands, stop: asyncio.Event, workers: int = 4
 ) -> dict[str, tuple[list[Command], int]]:
     """Workers taking tasks through their lifecycles until ``stop``; a task ends at its first
     error. Returns each task's script and how many of its commands succeeded."""
@@ -191,7 +191,7 @@ async def handle_until(
             tasks[task_id] = (script, 0)
             for done, command in enumerate(script, start=1):
                 try:
-                    await handler.execute(task_id, command, actor="fault-test")
+                    await commands.execute(task_id, command, actor="fault-test")
                 except (LogUnavailable, KafkaError, WriterFenced, DomainError):
                     break
                 tasks[task_id] = (script, done)
@@ -210,7 +210,7 @@ async def test_the_broker_killed_and_restarted_mid_run(
     kafka: KafkaBroker, reader: KafkaEventLog
 ) -> None:
     # Two writers at once: the command processor, and the log's own appends (the
-    # CommandHandler path) on other topics.
+    # EmbeddedCommands path) on other topics.
     commanded = scripted(100)
     expected = expected_types(commanded)
     direct = KafkaEventLog(
@@ -219,7 +219,7 @@ async def test_the_broker_killed_and_restarted_mid_run(
     stop_handling = asyncio.Event()
     try:
         async with running_processor(reader) as running, publisher_for(reader) as publisher:
-            handling = asyncio.create_task(handle_until(CommandHandler(direct), stop_handling))
+            handling = asyncio.create_task(handle_until(EmbeddedCommands(direct), stop_handling))
 
             async def restart_after_third_wave(number: int) -> None:
                 if number == 2:

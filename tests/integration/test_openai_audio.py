@@ -31,7 +31,7 @@ async def test_transcription_answers_the_first_response_of_an_ordinary_task(edge
     document = await edge.status(task_id)  # a task like any other, the client's own
     assert document["type"] == "transcription"
     assert document["first_response"]["result"] == {"text": "hello world"}
-    task = await edge.system.handler.load(task_id)
+    task = await edge.system.commands.load(task_id)
     assert task.client == "alice" and task.input["model"] == "whisper-1"
 
     text = await client.audio.transcriptions.create(
@@ -48,7 +48,7 @@ async def test_speech_answers_wav_bytes(edge: Edge) -> None:
     audio = raw.content
     assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"
     assert raw.headers["content-type"] == "audio/wav"
-    task = await edge.system.handler.load(raw.headers["Taskledger-Task-Id"])
+    task = await edge.system.commands.load(raw.headers["Taskledger-Task-Id"])
     assert task.task_type == "tts"
     assert task.input == {"text": "Hello there.", "model": "tts-1", "openai_voice": "alloy"}
 

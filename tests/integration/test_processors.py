@@ -276,11 +276,11 @@ async def test_the_dispatcher_distributes_at_creation_only_when_no_task_waits(
     dispatching: asyncio.Task[None] | None = None
     try:
         task_id = await submit(system)
-        created = await system.handler.load(task_id)
+        created = await system.commands.load(task_id)
         assert await dispatcher.distribution_at_creation(created) is None  # not started yet
         dispatching = asyncio.create_task(dispatcher.run())
         for _ in range(250):  # the subscription hands it the task, which it distributes
-            if (await system.handler.load(task_id)).status != "PENDING":
+            if (await system.commands.load(task_id)).status != "PENDING":
                 break
             await asyncio.sleep(0.02)
         stream = await system.log.read_stream(task_id)

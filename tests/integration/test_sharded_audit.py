@@ -18,7 +18,7 @@ from audit.shards import ShardedLog, audit_in_shards
 from bench.workload import lifecycle
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from taskledger.inspect_log import SHARDED_AUDIT_FROM
 
 TASKLEDGER = [sys.executable, "-m", "taskledger.cli"]
@@ -27,11 +27,11 @@ _HEAD_KINDS = {"head_mismatch", "truncated_stream", "unrecorded_events"}
 
 async def write_lifecycles(path: Path, count: int) -> list[str]:
     log = SqliteEventLog(path)
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     flows = [lifecycle(index) for index in range(count)]
     for step in range(len(flows[0].commands)):
         requests = [CommandRequest(flow.task_id, flow.commands[step], "test") for flow in flows]
-        for result in await handler.execute_many(requests):
+        for result in await commands.execute_many(requests):
             assert not isinstance(result, Exception), result
     await log.close()
     return [flow.task_id for flow in flows]

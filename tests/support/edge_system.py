@@ -175,7 +175,7 @@ class Edge:
         self, miner: TestMiner, task_id: str, result: Mapping[str, Any] | None = None
     ) -> SignedResponse:
         """Post a miner's late answer to the proxy, signed by that miner."""
-        task_type = (await self.system.handler.load(task_id)).task_type
+        task_type = (await self.system.commands.load(task_id)).task_type
         return await miner.client.post_signed(
             self.url,
             "/api/v1/miner/response",

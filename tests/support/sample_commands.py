@@ -1,4 +1,4 @@
-"""Commands for one summarization task at a fixed time, for the command-handler tests."""
+"""Commands for one summarization task at a fixed time, for the embedded commands tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Concurrent callers of ``CommandHandler.execute`` share batches, each with its own answer."""
+"""Concurrent callers of ``EmbeddedCommands.execute`` share batches, each with its own answer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from aggregates import CancelTask, TaskAlreadyExists
 from events import Envelope
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from tests.support.sample_commands import NOW, create, distribute
 
 
@@ -31,10 +31,10 @@ def task(n: int) -> str:
 
 async def test_concurrent_commands_are_appended_together(tmp_path: Path) -> None:
     log = CountingLog(tmp_path / "events.db")
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     try:
         outcomes = await asyncio.gather(
-            *(handler.execute(task(n), create(n), actor="c") for n in range(100))
+            *(commands.execute(task(n), create(n), actor="c") for n in range(100))
         )
         assert [o.state.version for o in outcomes] == [1] * 100
         assert {o.events[0].task_id for o in outcomes} == {task(n) for n in range(100)}
@@ -46,14 +46,14 @@ async def test_concurrent_commands_are_appended_together(tmp_path: Path) -> None
 
 async def test_each_caller_gets_its_own_answer(tmp_path: Path) -> None:
     log = CountingLog(tmp_path / "events.db")
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     try:
-        await handler.execute(task(1), create(1), actor="c")
+        await commands.execute(task(1), create(1), actor="c")
         results = await asyncio.gather(
-            handler.execute(task(1), create(1), actor="c"),  # refused: exists
-            handler.execute(task(1), distribute(), actor="d"),
-            handler.execute(task(1), CancelTask("enough", NOW), actor="c"),
-            handler.execute(task(2), create(2), actor="c"),
+            commands.execute(task(1), create(1), actor="c"),  # refused: exists
+            commands.execute(task(1), distribute(), actor="d"),
+            commands.execute(task(1), CancelTask("enough", NOW), actor="c"),
+            commands.execute(task(2), create(2), actor="c"),
             return_exceptions=True,
         )
         assert isinstance(results[0], TaskAlreadyExists)

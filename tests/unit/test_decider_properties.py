@@ -145,7 +145,7 @@ class Harness:
                     prev_hash=previous,
                 )
             )
-        # The command handler takes the state from decide_evolved instead of
+        # EmbeddedCommands takes the state from decide_evolved instead of
         # evolving the events itself: it must be this very state.
         assert decide_evolved(before, command) == Decision(events, state)
         if before.status in TERMINAL:

@@ -23,7 +23,7 @@ from bench.workload import lifecycle
 from events import GENESIS_HASH, format_time, seal, seal_run
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest, Outcome
-from processors.commands import CommandHandler, new_id
+from processors.commands import EmbeddedCommands, new_id
 from tests.support.sample_commands import NOW, create, distribute
 
 
@@ -40,7 +40,7 @@ async def test_a_batch_gives_what_one_command_at_a_time_gives(
     log: SqliteEventLog, tmp_path: Path
 ) -> None:
     flows = [lifecycle(n, NOW) for n in range(6)]
-    batched = CommandHandler(log)
+    batched = EmbeddedCommands(log)
     for step in range(len(flows[0].commands)):
         results = await batched.execute_many(
             [CommandRequest(f.task_id, f.commands[step], "bench") for f in flows]
@@ -48,7 +48,7 @@ async def test_a_batch_gives_what_one_command_at_a_time_gives(
         assert all(isinstance(r, Outcome) for r in results)
     one_by_one_log = SqliteEventLog(tmp_path / "one-by-one.db")
     try:
-        single = CommandHandler(one_by_one_log)
+        single = EmbeddedCommands(one_by_one_log)
         for flow in flows:
             for command in flow.commands:
                 await single.execute(flow.task_id, command, actor="bench")
@@ -67,9 +67,9 @@ async def test_a_batch_gives_what_one_command_at_a_time_gives(
 async def test_commands_for_one_task_in_a_batch_go_in_order_into_one_chain(
     log: SqliteEventLog,
 ) -> None:
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     task = "task-1"
-    results = await handler.execute_many(
+    results = await commands.execute_many(
         [
             CommandRequest(task, create(), "c"),
             CommandRequest(task, Evaluate("v", {"m1": 1.0}, NOW), "v"),  # refused: PENDING
@@ -89,16 +89,16 @@ async def test_commands_for_one_task_in_a_batch_go_in_order_into_one_chain(
     assert [e.sequence for e in stream] == [1, 2, 3, 4]
     assert stream[0].prev_hash == GENESIS_HASH
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(stream))
-    assert await handler.load(task) == responded.state == fold(task, stream)
+    assert await commands.load(task) == responded.state == fold(task, stream)
     assert (await audit_log(log)).clean
 
 
 async def test_refusals_are_answered_per_request_and_do_not_sink_the_batch(
     log: SqliteEventLog,
 ) -> None:
-    handler = CommandHandler(log)
-    await handler.execute("exists", create(), actor="c")
-    results = await handler.execute_many(
+    commands = EmbeddedCommands(log)
+    await commands.execute("exists", create(), actor="c")
+    results = await commands.execute_many(
         [
             CommandRequest("new-1", create(1), "c"),
             CommandRequest("exists", create(2), "c"),
@@ -113,7 +113,7 @@ async def test_refusals_are_answered_per_request_and_do_not_sink_the_batch(
     assert len(await log.read_stream("exists")) == 1
     assert await log.read_stream("missing") == []
     with pytest.raises(TaskAlreadyExists):
-        await handler.execute("new-2", create(4), actor="c")
+        await commands.execute("new-2", create(4), actor="c")
 
 
 async def test_a_batch_decided_on_stale_heads_is_decided_again_on_the_log(
@@ -121,7 +121,7 @@ async def test_a_batch_decided_on_stale_heads_is_decided_again_on_the_log(
 ) -> None:
     edge_log = SqliteEventLog(tmp_path / "events.db")
     other_log = SqliteEventLog(tmp_path / "events.db")
-    edge, other = CommandHandler(edge_log), CommandHandler(other_log)
+    edge, other = EmbeddedCommands(edge_log), EmbeddedCommands(other_log)
     try:
         tasks = [f"task-{n}" for n in range(4)]
         await edge.execute_many([CommandRequest(t, create(), "c") for t in tasks])
@@ -149,13 +149,13 @@ async def test_a_batch_decided_on_stale_heads_is_decided_again_on_the_log(
         await other_log.close()
 
 
-async def test_two_handlers_creating_one_task_in_batches_create_it_once(
+async def test_two_embedded_commands_creating_one_task_in_batches_create_it_once(
     tmp_path: Path,
 ) -> None:
     first_log = SqliteEventLog(tmp_path / "events.db")
     second_log = SqliteEventLog(tmp_path / "events.db")
     try:
-        first, second = CommandHandler(first_log), CommandHandler(second_log)
+        first, second = EmbeddedCommands(first_log), EmbeddedCommands(second_log)
         (a,) = await first.execute_many([CommandRequest("t", create(1), "a")])
         (b,) = await second.execute_many([CommandRequest("t", create(2), "b")])
         assert isinstance(a, Outcome)
@@ -167,7 +167,7 @@ async def test_two_handlers_creating_one_task_in_batches_create_it_once(
 
 
 async def test_an_empty_batch_is_an_empty_answer(log: SqliteEventLog) -> None:
-    assert await CommandHandler(log).execute_many([]) == []
+    assert await EmbeddedCommands(log).execute_many([]) == []
 
 
 def test_a_run_sealed_together_is_the_chain_sealed_one_by_one() -> None:

@@ -16,7 +16,7 @@ from events import Batch, Envelope
 from events.sqlite_connect import open_wal
 from events.sqlite_log import SqliteEventLog
 from processors.command_core import CommandRequest
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import CONSUMER, MinerStats, Projector
 from projections.miner_stats import MinerTally
 from projections.sqlite_store import SqliteReadModelStore
@@ -26,10 +26,10 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 async def write_lifecycles(log: SqliteEventLog, count: int) -> list[str]:
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     flows = [lifecycle(n, NOW) for n in range(count)]
     for step in range(len(flows[0].commands)):
-        for result in await handler.execute_many(
+        for result in await commands.execute_many(
             [CommandRequest(f.task_id, f.commands[step], "tests") for f in flows]
         ):
             assert not isinstance(result, Exception)

@@ -20,7 +20,7 @@ from aggregates import ArchiveTask, Evaluate, RecordResponse, fold
 from audit.log_audit import audit_log
 from events import TaskCreated, payload_of
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from projections import Projector, rebuild
 from projections.sqlite_store import SqliteReadModelStore
 
@@ -114,21 +114,21 @@ async def test_read_models_rebuild_from_the_old_log(tmp_path: Path, log: SqliteE
 
 
 async def test_new_code_continues_an_old_history(log: SqliteEventLog) -> None:
-    handler = CommandHandler(log)
-    in_flight = await handler.load("v1-in-flight")
+    commands = EmbeddedCommands(log)
+    in_flight = await commands.load("v1-in-flight")
     assert in_flight.updated_at is not None
     later = in_flight.updated_at + timedelta(seconds=5)
     for slot in in_flight.assigned():
-        await handler.execute(
+        await commands.execute(
             "v1-in-flight", RecordResponse(slot.hotkey, {"audio": "x"}, 900.0, later), actor="t"
         )
-    responded = [slot.hotkey for slot in (await handler.load("v1-in-flight")).responded()]
+    responded = [slot.hotkey for slot in (await commands.load("v1-in-flight")).responded()]
     assert len(responded) == 3
-    done = await handler.execute(
+    done = await commands.execute(
         "v1-in-flight", Evaluate("5Fvalidator-one", {responded[-1]: 1.0}, later), actor="t"
     )
     assert (done.state.status, done.state.winner) == ("APPROVED", responded[-1])
-    archived = await handler.execute(
+    archived = await commands.execute(
         "v1-all-timed-out", ArchiveTask(later, ("sha256:old",)), actor="retention"
     )
     assert archived.state.archived and archived.state.status == "FAILED"

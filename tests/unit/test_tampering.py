@@ -22,7 +22,7 @@ from audit.log_audit import AuditReport, audit_envelopes, audit_log
 from events import EVENT_TYPES, Envelope, canonical, format_time, from_stored
 from events.codec import decode
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 from tests.support.histories import ENDINGS, T0, Ledger, interleave, lifecycle
 
 HOTKEYS = ("hk-a", "hk-b", "hk-c")
@@ -197,7 +197,7 @@ def test_streams_of_different_tasks_may_interleave_in_any_order(ledger: Ledger) 
 
 async def write_history(path: Path) -> dict[str, list[Envelope]]:
     log = SqliteEventLog(path)
-    handler = CommandHandler(log)
+    commands = EmbeddedCommands(log)
     plans = {
         "task-approved": lifecycle("failover_approved", T0, HOTKEYS[:2], spare=HOTKEYS[2]),
         "task-cancelled": lifecycle("cancelled_distributed", T0, HOTKEYS[:2]),
@@ -205,7 +205,7 @@ async def write_history(path: Path) -> dict[str, list[Envelope]]:
     }
     try:
         for task_id, command in interleave(plans, [t for _ in range(12) for t in plans]):
-            await handler.execute(task_id, command, actor="tests")
+            await commands.execute(task_id, command, actor="tests")
         streams = {task_id: await log.read_stream(task_id) for task_id in plans}
         assert (await audit_log(log)).clean
         return streams

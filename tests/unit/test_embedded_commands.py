@@ -1,4 +1,4 @@
-"""The command path when another process writes the same task (two handlers, one log file)."""
+"""EmbeddedCommands when another process writes the same task (two of them, one log file)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from aggregates import (
 )
 from events import MinerAssignment
 from events.sqlite_log import SqliteEventLog
-from processors.commands import CommandHandler
+from processors.commands import EmbeddedCommands
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TASK = "00000000-0000-4000-8000-000000000001"
@@ -37,10 +37,10 @@ def create() -> CreateTask:
     )
 
 
-async def test_a_handler_with_a_stale_head_decides_on_the_log(tmp_path: Path) -> None:
+async def test_commands_with_a_stale_head_decide_on_the_log(tmp_path: Path) -> None:
     edge_log = SqliteEventLog(tmp_path / "events.db")
     processors_log = SqliteEventLog(tmp_path / "events.db")
-    edge, processors = CommandHandler(edge_log), CommandHandler(processors_log)
+    edge, processors = EmbeddedCommands(edge_log), EmbeddedCommands(processors_log)
     try:
         await edge.execute(TASK, create(), actor="c")  # the edge now caches version 1
         assignment = MinerAssignment(hotkey="m1", deadline=NOW + timedelta(seconds=30))
@@ -63,12 +63,12 @@ async def test_a_handler_with_a_stale_head_decides_on_the_log(tmp_path: Path) ->
 async def test_a_no_op_on_a_stale_head_is_checked_against_the_log(tmp_path: Path) -> None:
     first_log = SqliteEventLog(tmp_path / "events.db")
     second_log = SqliteEventLog(tmp_path / "events.db")
-    first, second = CommandHandler(first_log), CommandHandler(second_log)
+    first, second = EmbeddedCommands(first_log), EmbeddedCommands(second_log)
     try:
         await first.execute(TASK, create(), actor="c")
         assignment = MinerAssignment(hotkey="m1", deadline=NOW + timedelta(seconds=1))
         await second.execute(TASK, DistributeTask((assignment,), NOW), actor="dispatcher")
-        # The first handler's head says PENDING with no deadline due; the log says m1 is late.
+        # The first one's head says PENDING with no deadline due; the log says m1 is late.
         later = NOW + timedelta(seconds=2)
         outcome = await first.execute(TASK, CheckDeadlines(later), actor="deadline-keeper")
         assert [e.type for e in outcome.events] == ["MinerTimedOut", "TaskFailed"]
