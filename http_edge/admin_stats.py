@@ -209,7 +209,7 @@ def miner_rows(
         rows.append(
             {
                 "hotkey": hotkey,
-                "uid": getattr(info, "uid", None),
+                "uid": info.uid if info is not None else None,
                 "capabilities": sorted(info.capabilities) if info is not None else [],
                 "healthy": info is not None and context.selector.healthy(hotkey),
                 "in_flight": row.in_flight,

@@ -30,6 +30,7 @@ class MinerInfo:
     hotkey: str
     url: str
     capabilities: frozenset[str]
+    uid: int | None = None  # its slot on the subnet (from the metagraph); None off chain
 
     def __post_init__(self) -> None:
         if not self.hotkey:

@@ -136,7 +136,9 @@ class MetagraphDirectory:
             if url is None or neuron.hotkey in self._exclude:
                 continue
             capabilities = self._capabilities.get(neuron.hotkey, self._default_capabilities)
-            miners.append(MinerInfo(hotkey=neuron.hotkey, url=url, capabilities=capabilities))
+            miners.append(
+                MinerInfo(hotkey=neuron.hotkey, url=url, capabilities=capabilities, uid=neuron.uid)
+            )
         validators = frozenset(n.hotkey for n in metagraph.neurons if n.validator_permit)
         return _Snapshot(block=metagraph.block, miners=tuple(miners), validators=validators)
 

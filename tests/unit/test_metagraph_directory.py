@@ -120,8 +120,8 @@ async def test_miners_are_the_served_axons_and_validators_the_permits() -> None:
     directory = MetagraphDirectory(Fetcher(SUBNET))
 
     assert await directory.miners() == [
-        MinerInfo(ALICE, "http://10.0.0.1:8091", CAPABILITIES),
-        MinerInfo(DAVE, "http://[2001:db8::7]:9000", CAPABILITIES),
+        MinerInfo(ALICE, "http://10.0.0.1:8091", CAPABILITIES, uid=0),
+        MinerInfo(DAVE, "http://[2001:db8::7]:9000", CAPABILITIES, uid=3),
     ]
     assert await directory.validators() == frozenset({BOB, DAVE})
     assert directory.block == 100
@@ -135,7 +135,7 @@ async def test_configured_capabilities_and_exclusions() -> None:
         exclude_hotkeys=[ALICE],
     )
     assert await directory.miners() == [
-        MinerInfo(DAVE, "http://[2001:db8::7]:9000", frozenset({"tts"}))
+        MinerInfo(DAVE, "http://[2001:db8::7]:9000", frozenset({"tts"}), uid=3)
     ]
 
 
