@@ -10,6 +10,7 @@ from typing import Final, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from http_edge.errors import ApiError
 from http_edge.pace import Pace
@@ -73,14 +74,20 @@ def parse_model(model: type[Model], body: bytes | str) -> Model:
 
 
 def invalid_input(error: ValidationError) -> ApiError:
-    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    problems = error.errors(include_url=False, include_input=False)
     if any(problem["type"] == "json_invalid" for problem in problems):
         return ApiError(400, "invalid_json", "the body is not valid JSON")
     described = []
     for problem in problems[:5]:
         where = ".".join(str(part) for part in problem["loc"]) or "body"
-        described.append(f"{where}: {problem['msg']}")
+        described.append(f"{where}: {_message(problem)}")
     return ApiError(400, "invalid_request", "; ".join(described))
+
+
+def _message(problem: ErrorDetails) -> str:
+    if problem.get("ctx", {}).get("pattern") == r"\S":  # the schemas' "not blank"
+        return "must contain a character that is not whitespace"
+    return str(problem["msg"])
 
 
 def path_task_id(request: web.Request) -> str:

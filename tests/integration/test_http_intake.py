@@ -172,6 +172,12 @@ async def test_invalid_json_input_is_400_and_writes_nothing(
     assert await edge.event_count() == 0
 
 
+async def test_blank_text_is_refused_in_words_a_client_understands(edge: Edge) -> None:
+    status, _, answer = await post(edge, "/api/v1/summarization", json={"text": " \n\t"})
+    assert status == 400
+    assert answer["error"]["message"] == "text: must contain a character that is not whitespace"
+
+
 @pytest.mark.parametrize("raw", [b"{", b"not json", b'{"text": "hi",}', b"\xff\xfe", b""])
 async def test_malformed_json_is_400(edge: Edge, raw: bytes) -> None:
     status, _, answer = await post(
