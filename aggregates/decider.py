@@ -29,6 +29,8 @@ from aggregates.errors import (
 from aggregates.state import MinerSlot, TaskState, evolve
 from aggregates.transitions import OPEN, TERMINAL
 from events import (
+    PRIORITIES,
+    TASK_TYPES,
     Event,
     MinerAssigned,
     MinerAssignment,
@@ -43,6 +45,7 @@ from events import (
     TaskDistributed,
     TaskEvaluated,
     TaskFailed,
+    trusted,
 )
 
 
@@ -95,19 +98,23 @@ def _create(state: TaskState, command: CreateTask) -> list[Event]:
         raise InvalidCommand("a task needs at least one miner")
     if not command.miner_timeout_seconds > 0:  # also refuses NaN
         raise InvalidCommand("a miner's timeout must be a positive number of seconds")
-    return [
-        TaskCreated(
-            task_type=command.task_type,
-            priority=command.priority,
-            input=command.input,
-            client=command.client,
-            deadline=command.deadline,
-            miners_wanted=command.miners_wanted,
-            miner_timeout_seconds=command.miner_timeout_seconds,
-            idempotency_key=command.idempotency_key,
-            blobs=command.blobs,
-        )
-    ]
+    if command.task_type not in TASK_TYPES or command.priority not in PRIORITIES:
+        raise InvalidCommand(f"no task type {command.task_type!r} or priority {command.priority!r}")
+    # The events of a task's lifecycle are built from checked commands without pydantic
+    # validating them again (``trusted``), each value of its field's type as validation
+    # would leave it (floats as floats, tuples, dicts copied), so they encode the same.
+    fields = {
+        "task_type": command.task_type,
+        "priority": command.priority,
+        "input": dict(command.input),
+        "client": command.client,
+        "deadline": command.deadline,
+        "miners_wanted": int(command.miners_wanted),
+        "miner_timeout_seconds": float(command.miner_timeout_seconds),
+        "idempotency_key": command.idempotency_key,
+        "blobs": tuple(command.blobs),
+    }
+    return [trusted(TaskCreated, fields)]
 
 
 def _distribute(state: TaskState, command: DistributeTask) -> list[Event]:
@@ -118,7 +125,7 @@ def _distribute(state: TaskState, command: DistributeTask) -> list[Event]:
     hotkeys = [assignment.hotkey for assignment in command.assignments]
     if len(set(hotkeys)) != len(hotkeys):
         raise MinerAlreadyAssigned("a miner can be assigned to a task only once")
-    return [TaskDistributed(assignments=command.assignments)]
+    return [trusted(TaskDistributed, {"assignments": tuple(command.assignments)})]
 
 
 def _answering_slot(state: TaskState, hotkey: str) -> MinerSlot:
@@ -136,9 +143,12 @@ def _respond(state: TaskState, command: RecordResponse) -> Decision:
     _answering_slot(state, command.hotkey)
     if not command.latency_ms >= 0:  # also refuses NaN
         raise InvalidCommand("a latency cannot be negative")
-    events: list[Event] = [
-        MinerResponded(hotkey=command.hotkey, result=command.result, latency_ms=command.latency_ms)
-    ]
+    fields = {
+        "hotkey": command.hotkey,
+        "result": dict(command.result),
+        "latency_ms": float(command.latency_ms),
+    }
+    events: list[Event] = [trusted(MinerResponded, fields)]
     return _settled(state, events, command.now)
 
 
@@ -199,7 +209,7 @@ def _settlement(state: TaskState) -> list[Event]:
         return []
     responded = state.responded()
     if responded:
-        return [TaskCompleted(responded=tuple(slot.hotkey for slot in responded))]
+        return [trusted(TaskCompleted, {"responded": tuple(slot.hotkey for slot in responded)})]
     return [TaskFailed(code="no_response", message="no miner returned a usable response")]
 
 
@@ -215,16 +225,16 @@ def _evaluate(state: TaskState, command: Evaluate) -> list[Event]:
     scores = {hotkey: float(command.scores.get(hotkey, 0.0)) for hotkey in responded}
     total = sum(scores.values())
     rewards = {hotkey: (score / total if total else 0.0) for hotkey, score in scores.items()}
-    events: list[Event] = [
-        TaskEvaluated(validator=command.validator, scores=scores, rewards=rewards)
-    ]
+    evaluated = {"validator": command.validator, "scores": scores, "rewards": rewards}
+    events: list[Event] = [trusted(TaskEvaluated, evaluated)]
     if total == 0:
         events.append(TaskFailed(code="rejected", message="the validator scored every response 0"))
         return events
     # Highest score wins; among equals, whoever answered first (slot order).
     winner = max(responded, key=lambda hotkey: scores[hotkey])
-    result = responded[winner].result or {}
-    events.append(TaskApproved(miner_hotkey=winner, score=scores[winner], result=result))
+    result = dict(responded[winner].result or {})
+    approved = {"miner_hotkey": winner, "score": scores[winner], "result": result}
+    events.append(trusted(TaskApproved, approved))
     return events
 
 

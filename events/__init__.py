@@ -21,6 +21,7 @@ from events.catalog import (
     TaskEvaluated,
     TaskFailed,
     TaskType,
+    trusted,
 )
 from events.codec import GENESIS_HASH, canonical, format_time, parse_time
 from events.envelope import Envelope, from_document, from_stored, seal, seal_run
@@ -76,5 +77,6 @@ __all__ = [
     "seal",
     "seal_run",
     "to_data",
+    "trusted",
     "upcast",
 ]

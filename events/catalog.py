@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,25 @@ class MinerAssignment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     hotkey: str
     deadline: datetime
+
+
+Model = TypeVar("Model", bound=BaseModel)
+_set_slot = object.__setattr__
+
+
+def trusted(cls: type[Model], fields: dict[str, Any]) -> Model:
+    """``cls(**fields)`` without validating ``fields`` again: what ``model_construct`` builds.
+
+    Only for values already of their declared types, every field given (the decider
+    builds its events from commands it has checked): nothing is coerced, so a float
+    field given an int would encode differently. Takes ``fields`` as the model's own.
+    """
+    model = cls.__new__(cls)
+    _set_slot(model, "__dict__", fields)
+    _set_slot(model, "__pydantic_fields_set__", set(fields))
+    _set_slot(model, "__pydantic_extra__", None)
+    _set_slot(model, "__pydantic_private__", None)
+    return model
 
 
 class TaskCreated(Event):

@@ -27,8 +27,23 @@ def sha256_hex(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+# The moments spelled most recently: a command's time is spelled once per command, and
+# the commands that arrive together (or a task's next ones) often share their moment.
+_SPELLED: dict[datetime, str] = {}
+_SPELLED_MAX = 4096
+
+
 def format_time(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a trailing Z: one spelling per instant."""
+    text = _SPELLED.get(moment)
+    if text is None:
+        if len(_SPELLED) >= _SPELLED_MAX:
+            _SPELLED.clear()
+        text = _SPELLED[moment] = _spelled(moment)
+    return text
+
+
+def _spelled(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         if moment.tzinfo is None:
             raise ValueError("times must be timezone-aware")
