@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
 from collections.abc import Callable
 
 from aggregates import TaskState
 from events import EventLog
-from processors.status_sink import StatusSink
+from processors.status_sink import StatusListeners
 from projections import Projector
 from projections.store import ReadModelStore
 
 
-class StatusBroadcaster:
+class StatusBroadcaster(StatusListeners):
     """In-process fan-out of task changes, for status streams in the same process."""
-
-    def __init__(self) -> None:
-        self._listeners: dict[str, set[StatusSink]] = defaultdict(set)
-
-    def listen(self, task_id: str) -> asyncio.Queue[TaskState]:
-        queue: asyncio.Queue[TaskState] = asyncio.Queue()
-        self.attach(task_id, queue)
-        return queue
-
-    def forget(self, task_id: str, queue: asyncio.Queue[TaskState]) -> None:
-        self.detach(task_id, queue)
-
-    def attach(self, task_id: str, sink: StatusSink) -> None:
-        self._listeners[task_id].add(sink)
-
-    def detach(self, task_id: str, sink: StatusSink) -> None:
-        listeners = self._listeners.get(task_id)
-        if listeners is not None:
-            listeners.discard(sink)
-            if not listeners:
-                del self._listeners[task_id]
 
     def publish(self, states: list[TaskState]) -> None:
         for state in states:

@@ -15,7 +15,7 @@ from events import PRIORITY_RANK, format_time
 from events.sqlite_connect import open_wal
 from projections.checkpoints import checkpoint_advances
 from projections.miner_stats import MinerStats
-from projections.state_codec import document_time, state_from_doc, state_to_doc
+from projections.state_codec import state_from_doc, state_to_doc
 from projections.task_blobs import task_blobs
 
 # ``tasks`` is a rowid table: each row carries the state document (a kilobyte
@@ -90,9 +90,9 @@ def _task_row(state: TaskState) -> tuple[Any, ...]:
         state.client,
         state.status,
         PRIORITY_RANK.get(state.priority, 1),
-        document_time(state.created_at) if state.created_at else None,
-        document_time(state.updated_at) if state.updated_at else None,
-        document_time(deadline) if deadline else None,
+        format_time(state.created_at) if state.created_at else None,
+        format_time(state.updated_at) if state.updated_at else None,
+        format_time(deadline) if deadline else None,
         int(state.archived),
         orjson.dumps(state_to_doc(state)),
         state.version,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any
 
@@ -10,15 +9,8 @@ from aggregates import FirstResponse, MinerSlot, TaskState
 from events import format_time, parse_time
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def document_time(moment: datetime) -> str:
-    """``format_time``, remembered: a task's state is written again at each change,
-    and its times (creation, deadlines, assignments) stay the same."""
-    return format_time(moment)
-
-
 def _time(moment: datetime | None) -> str | None:
-    return document_time(moment) if moment is not None else None
+    return format_time(moment) if moment is not None else None
 
 
 def _parse(text: str | None) -> datetime | None:
@@ -45,8 +37,8 @@ def state_to_doc(state: TaskState) -> dict[str, Any]:
             {
                 "hotkey": slot.hotkey,
                 "state": slot.state,
-                "assigned_at": document_time(slot.assigned_at),
-                "deadline": document_time(slot.deadline),
+                "assigned_at": format_time(slot.assigned_at),
+                "deadline": format_time(slot.deadline),
                 "latency_ms": slot.latency_ms,
                 "result": slot.result,
                 "reason": slot.reason,
@@ -71,7 +63,7 @@ def _first_response_doc(first: FirstResponse | None) -> dict[str, Any] | None:
     return {
         "hotkey": first.hotkey,
         "latency_ms": first.latency_ms,
-        "received_at": document_time(first.received_at),
+        "received_at": format_time(first.received_at),
         "result": first.result,
     }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -22,15 +21,15 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from events.kafka import KafkaEventLog
-from processors.status_sink import StatusSink
+from processors.status_sink import StatusListeners, StatusSink
 
 logger = logging.getLogger(__name__)
 
 
-class StatusTopicFeed:
+class StatusTopicFeed(StatusListeners):
     def __init__(self, log: KafkaEventLog) -> None:
+        super().__init__()
         self.log = log
-        self._listeners: dict[str, set[StatusSink]] = defaultdict(set)
         self._consumer: Any = None
         self._partitions: list[TopicPartition] = []
         self._wanted = asyncio.Event()
@@ -45,24 +44,9 @@ class StatusTopicFeed:
         consumer = self._consumer
         return consumer is not None and bool(self._partitions) and not consumer.paused()
 
-    def listen(self, task_id: str) -> asyncio.Queue[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.attach(task_id, queue)
-        return queue
-
-    def forget(self, task_id: str, queue: asyncio.Queue[Any]) -> None:
-        self.detach(task_id, queue)
-
     def attach(self, task_id: str, sink: StatusSink) -> None:
-        self._listeners[task_id].add(sink)
-        self._wanted.set()
-
-    def detach(self, task_id: str, sink: StatusSink) -> None:
-        listeners = self._listeners.get(task_id)
-        if listeners is not None:
-            listeners.discard(sink)
-            if not listeners:
-                del self._listeners[task_id]
+        super().attach(task_id, sink)
+        self._wanted.set()  # someone listens: read the topic
 
     async def start(self) -> None:
         await self.log.start()  # first: it learns how many partitions the topics have

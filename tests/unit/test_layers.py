@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 # ARCHITECTURE.md, "Layers and folders": folder -> the folders of ours it may import.
 DOMAIN = ("events", "aggregates")
+ROOT_IMPORTS = frozenset(
+    {"events", "aggregates", "processors", "projections", "audit", "http_edge", "miners", "blobs"}
+)
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "events": frozenset(),
     "aggregates": frozenset({"events"}),
@@ -31,31 +34,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "miners": frozenset({"events"}),
     "blobs": frozenset(),
     # The composition root wires everything; bench, a tool on top, is not wired by it.
-    "taskledger": frozenset(
-        {
-            "events",
-            "aggregates",
-            "processors",
-            "projections",
-            "audit",
-            "http_edge",
-            "miners",
-            "blobs",
-        }
-    ),
-    "bench": frozenset(
-        {
-            "events",
-            "aggregates",
-            "processors",
-            "projections",
-            "audit",
-            "http_edge",
-            "miners",
-            "blobs",
-            "taskledger",
-        }
-    ),
+    "taskledger": ROOT_IMPORTS,
+    "bench": ROOT_IMPORTS | {"taskledger"},
 }
 FOLDERS = frozenset(MAY_IMPORT)
 DRIVERS = frozenset({"aiokafka", "sqlite3", "google", "aiohttp"})
