@@ -66,6 +66,7 @@ from events.kafka import (
 from processors.command_core import AnyCommand, CommandRequest
 from processors.commands import new_id
 from processors.kafka.leadership import Leadership
+from processors.kafka.owned import FollowsPartitions
 from processors.kafka.planner import (
     AwaitedReply,
     DistributesAtCreation,
@@ -113,9 +114,12 @@ class KafkaCommandProcessor:
         recovery_seconds: float = 120.0,
         session_timeout_ms: int = 6_000,
         on_leadership: Callable[[bool], Awaitable[None]] | None = None,
+        follower: FollowsPartitions | None = None,
     ) -> None:
         self.log = log
         self._leadership = Leadership(on_leadership)
+        # This process's dispatcher, told what is owned here and what was committed there.
+        self._follower = follower
         self._planner = Planner(log, cache_size=cache_size, ids=ids)
         self.group_id = group_id or f"{log.topics.prefix}.processor"
         self.stats = ProcessorStats()
@@ -224,6 +228,8 @@ class KafkaCommandProcessor:
         finally:
             async with self._lock:
                 self._drop_local(list(self._local), "the command processor stopped")
+                if self._follower is not None:
+                    self._follower.owned(())
                 await self._leadership.resign()
                 for writer in self._writers.values():
                     await writer.stop()
@@ -269,6 +275,12 @@ class KafkaCommandProcessor:
 
     # -- partitions -----------------------------------------------------------------------
 
+    async def _follow(self) -> None:
+        """Tell the dispatcher and the leadership which partitions are owned here now."""
+        if self._follower is not None:
+            self._follower.owned(self._writers)
+        await self._leadership.follow(self._writers)
+
     async def _assign(self, assigned: Sequence[TopicPartition]) -> None:
         async with self._lock:
             self._fenced.clear()
@@ -279,7 +291,7 @@ class KafkaCommandProcessor:
                     # Taken again at its next poll (see _process).
                     logger.warning("partition %d: not taken yet (%r)", tp.partition, error)
             logger.info("owning partitions %s", sorted(self._writers))
-            await self._leadership.follow(self._writers)
+            await self._follow()
 
     async def _take(self, tp: TopicPartition) -> None:
         partition = tp.partition
@@ -323,7 +335,7 @@ class KafkaCommandProcessor:
                 self._planner.drop(tp.partition)
                 self._next.pop(tp.partition, None)
             self._drop_local([tp.partition for tp in revoked], "the partition moved on")
-            await self._leadership.follow(self._writers)
+            await self._follow()
 
     # -- processing -----------------------------------------------------------------------
 
@@ -358,7 +370,7 @@ class KafkaCommandProcessor:
                 # Its start failed during the rebalance: try again.
                 with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
                     await self._take(tp)
-                await self._leadership.follow(self._writers)
+                await self._follow()
             return []  # else revoked meanwhile
         records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
         if not records and not local:
@@ -376,10 +388,12 @@ class KafkaCommandProcessor:
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
                 await writer.stop()
-                await self._leadership.follow(self._writers)
+                await self._follow()
                 return []
             if all(outcome is None for outcome in outcomes):
                 self._planner.committed(tp.partition, plan)
+                if self._follower is not None:
+                    self._follower.committed([e for a in plan.appends for e in a.events])
                 if records:
                     self._next[tp.partition] = offsets[tp]
                 self.stats.commands += len(records) + len(local)
@@ -424,7 +438,7 @@ class KafkaCommandProcessor:
             except WriterFenced:
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
-                await self._leadership.follow(self._writers)
+                await self._follow()
                 return
             except (KafkaError, LogUnavailable, TimeoutError) as error:
                 if time.monotonic() > deadline:
