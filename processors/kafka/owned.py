@@ -10,8 +10,11 @@ command processor commits, which is all the dispatcher needs to hear (it reads n
 
 A partition just taken may hold tasks its previous owner created but never distributed, or
 distributed without their work reaching the miners. On taking it, the read model's PENDING
-tasks of the partition are queued and its DISTRIBUTED tasks' work is sent again; and as the
-read model lags, the sweep repeats every few seconds for PENDING tasks not queued yet. A
+tasks of the partition are queued and its DISTRIBUTED tasks' work is sent again. The read
+model lags (and catches up only once the projections run again, if the leader died), so the
+sweep repeats every few seconds: PENDING tasks not queued yet are queued, and for a while
+after the take (``redeliver_seconds``) DISTRIBUTED tasks not sent yet are sent, once each,
+unless this process assigned their miners itself since. A
 task whose partition moves on is dropped from the queue; should two owners overlap for a
 moment, the decider refuses the second distribution of a task that is no longer PENDING.
 Miners' load is shared through the read model, as between edges: the dispatcher takes the
@@ -32,6 +35,9 @@ from processors.dispatcher import Dispatcher
 
 logger = logging.getLogger(__name__)
 
+# Events that send a task's work to miners.
+_ASSIGNING = frozenset({"TaskDistributed", "MinerAssigned"})
+
 
 class FollowsPartitions(Protocol):
     """Told by the command processor what it owns and what it committed there."""
@@ -51,13 +57,17 @@ class OwnedPartitions:
         *,
         sweep_seconds: float = 2.0,
         load_seconds: float = 5.0,
+        redeliver_seconds: float = 15.0,
     ) -> None:
         self._partition_of = partition_of
         self._sweep_seconds = sweep_seconds
         self._load_seconds = load_seconds
+        self._redeliver_seconds = redeliver_seconds
         self.partitions: frozenset[int] = frozenset()
-        # Taken since the last sweep: their DISTRIBUTED tasks' work goes out again.
-        self._taken: set[int] = set()
+        # Partitions taken lately, and when: their DISTRIBUTED tasks' work goes out again.
+        self._taken: dict[int, float] = {}
+        # Meanwhile: tasks whose work was sent again, or whose miners were assigned here.
+        self._sent: set[str] = set()
         self._swept = asyncio.Event()
         self._events: asyncio.Queue[Sequence[Envelope]] = asyncio.Queue()
 
@@ -69,15 +79,22 @@ class OwnedPartitions:
         if now == self.partitions:
             return
         taken = now - self.partitions
-        self._taken = (self._taken | taken) & now
+        self._taken = {p: at for p, at in self._taken.items() if p in now}
+        self._taken |= dict.fromkeys(taken, time.monotonic())
+        if self.partitions - now:
+            # What was sent here for a partition lost is its next owner's to send again.
+            self._sent = {t for t in self._sent if self._partition_of(t) in now}
         self.partitions = now
         logger.info("dispatching the tasks of partitions %s", sorted(now))
         if taken:
             self._swept.set()
 
     def committed(self, events: Sequence[Envelope]) -> None:
-        if events:
-            self._events.put_nowait(events)
+        if not events:
+            return
+        self._events.put_nowait(events)
+        if self._taken:
+            self._sent.update(e.task_id for e in events if e.type in _ASSIGNING)
 
     async def _committed(self) -> AsyncIterator[Sequence[Envelope]]:
         while True:
@@ -100,12 +117,7 @@ class OwnedPartitions:
             if time.monotonic() - loaded > self._load_seconds:
                 loaded = time.monotonic()
                 await dispatcher.reseed_load()
-            taken, self._taken = self._taken, set()
-            try:
-                await self.sweep_once(dispatcher, taken)
-            except BaseException:
-                self._taken |= taken & self.partitions
-                raise
+            await self.sweep_once(dispatcher)
             if dispatcher.distributed != reported:
                 reported = dispatcher.distributed
                 logger.info(
@@ -114,15 +126,20 @@ class OwnedPartitions:
                     sorted(self.partitions),
                 )
 
-    async def sweep_once(self, dispatcher: Dispatcher, taken: Collection[int] = ()) -> int:
-        """Queue the owned PENDING tasks of the read model, send the work of the ``taken``
-        partitions' DISTRIBUTED tasks again, and start dispatching; returns how many tasks
-        were queued."""
-        partitions = frozenset(taken)
+    async def sweep_once(self, dispatcher: Dispatcher) -> int:
+        """Queue the owned PENDING tasks of the read model, send the work of the partitions
+        taken lately again, and start dispatching; returns how many tasks were queued."""
+        now = time.monotonic()
+        self._taken = {p: at for p, at in self._taken.items() if now - at < self._redeliver_seconds}
+        if not self._taken:
+            self._sent.clear()
 
         def redeliver(task_id: str) -> bool:
-            return self._partition_of(task_id) in partitions
+            if task_id in self._sent or self._partition_of(task_id) not in self._taken:
+                return False
+            self._sent.add(task_id)
+            return True
 
-        queued = await dispatcher.sweep(redeliver if partitions else None)
+        queued = await dispatcher.sweep(redeliver if self._taken else None)
         await dispatcher.start_queued()
         return queued

@@ -86,19 +86,23 @@ async def test_taking_a_partition_queues_its_pending_tasks_and_resends_its_work(
     second = await pending(system, partitions, 1)
 
     owned.owned([0])
-    assert await owned.sweep_once(dispatcher, [0]) == 1
+    assert await owned.sweep_once(dispatcher) == 1
     await wait_for(system, first, is_status("DISTRIBUTED"))
     await sent(miner, first, 1)
     assert (await system.commands.load(second)).status == "PENDING"
 
-    # A sweep finds nothing new: the distributed task is not queued again.
+    # A sweep finds nothing new: the distributed task is not queued again, nor its work
+    # sent again after the take, as its distribution was committed here.
+    owned.committed(await system.log.read_stream(first))
     assert await owned.sweep_once(dispatcher) == 0
+    await system.sender.drain()
+    assert [p["task_id"] for p in miner.received] == [first]
 
     # Lost and taken again: the work of its DISTRIBUTED task goes out again (the previous
     # owner's may never have reached the miner), and the other partition's task is queued.
     owned.owned([])
     owned.owned([0, 1])
-    assert await owned.sweep_once(dispatcher, [0, 1]) == 1
+    assert await owned.sweep_once(dispatcher) == 1
     await sent(miner, first, 2)
     await wait_for(system, second, is_status("DISTRIBUTED"))
     for task_id in (first, second):
