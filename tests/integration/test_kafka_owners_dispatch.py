@@ -30,7 +30,7 @@ from events.kafka import KafkaEventLog
 from miners.client import MinerClient
 from miners.identity import Identity
 from taskledger.dev import free_port
-from tests.support.fast_miners import FakeMiner, answer
+from tests.support.fast_miners import FakeMiner, slow
 from tests.support.kafka_broker import KafkaBroker
 from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment
 
@@ -49,7 +49,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 @asynccontextmanager
 async def miners(count: int) -> AsyncIterator[list[FakeMiner]]:
     hotkeys = [Identity.from_seed(bytes([60 + n]) * 32, "miner").ss58 for n in range(count)]
-    started = [await FakeMiner(hotkey, answer).start() for hotkey in hotkeys]
+    # Half a second per answer: the victim dies with work at the miners, whose answers it
+    # will never record; the partition's next owner must send that work again.
+    started = [await FakeMiner(hotkey, slow(0.5)).start() for hotkey in hotkeys]
     try:
         yield started
     finally:
