@@ -43,7 +43,8 @@ def _everything(task_id: str) -> bool:
 
 
 class Dispatcher:
-    """Consumes the log for new tasks; queues them by priority; assigns miners.
+    """Hears of new tasks (from the log, or from its partitions' commits); queues them by
+    priority; assigns miners.
 
     Tasks that find no free miner wait in the queue and are tried again as
     miners settle. On start the queue is seeded with every PENDING task of the
@@ -209,8 +210,8 @@ class Dispatcher:
         save the task the trip through the log to this dispatcher and a transaction of its
         own (see :class:`~processors.kafka.processor.KafkaCommandProcessor`). None while
         tasks wait in the queue (they come first, by priority) or no miner is free: the
-        task is then dispatched from the log as any other. The chosen miners count as busy
-        until :meth:`distributed_at_creation` hears how it went.
+        task is then queued as any other when its creation is heard of. The chosen miners
+        count as busy until :meth:`distributed_at_creation` hears how it went.
         """
         if not self._seeded or self._queue or self._waiting or state.status != "PENDING":
             return None

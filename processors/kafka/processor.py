@@ -33,12 +33,16 @@ the HTTP edge and the other processors run commands here as if they decided them
 A process that owns a task's partition need not send the task's commands through the
 broker at all: :meth:`KafkaCommandProcessor.execute_local` queues them for the partition's
 next transaction, where they are decided in line with the commands from the topic and
-answered when it commits (the leader's dispatcher, deadline keeper and work sender run
-their commands so while their tasks are local). Such a command has no input offset and no
-reply record; if its transaction fails it is answered with
+answered when it commits (this process's dispatcher, deadline keeper and work sender run
+their commands so, as their tasks are those of the partitions owned here). Such a command
+has no input offset and no reply record; if its transaction fails it is answered with
 :class:`~processors.kafka.replies.NoReply`, as a command whose reply never came.
 
-The owner of partition 0 leads (:mod:`processors.kafka.leadership`).
+Every processor process dispatches the tasks of the partitions it owns: its ``follower``
+(:class:`~processors.kafka.owned.OwnedPartitions`) is told of every change of ownership and
+of the events of every committed transaction, and its ``distributor`` (the dispatcher) may
+distribute a task in the transaction that creates it. The owner of partition 0 also leads
+(:mod:`processors.kafka.leadership`): it runs what runs once in a deployment.
 """
 
 from __future__ import annotations
