@@ -13,8 +13,9 @@ distributed without their work reaching the miners. On taking it, the read model
 tasks of the partition are queued and its DISTRIBUTED tasks' work is sent again. The read
 model lags (and catches up only once the projections run again, if the leader died), so the
 sweep repeats every few seconds: PENDING tasks not queued yet are queued, and for a while
-after the take (``redeliver_seconds``) DISTRIBUTED tasks not sent yet are sent, once each,
-unless this process assigned their miners itself since. A
+after the take (``redeliver_seconds``) DISTRIBUTED tasks are sent once each — unless this
+process sent their work itself, as it may have before a rebalance that gave the partition
+back to it: its work sender still awaits those miners' answers. A
 task whose partition moves on is dropped from the queue; should two owners overlap for a
 moment, the decider refuses the second distribution of a task that is no longer PENDING.
 Miners' load is shared through the read model, as between edges: the dispatcher takes the
@@ -27,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Protocol
 
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # Events that send a task's work to miners.
 _ASSIGNING = frozenset({"TaskDistributed", "MinerAssigned"})
+# How many tasks whose work was sent from here are remembered (the oldest are long done).
+_REMEMBERED = 100_000
 
 
 class FollowsPartitions(Protocol):
@@ -66,8 +70,8 @@ class OwnedPartitions:
         self.partitions: frozenset[int] = frozenset()
         # Partitions taken lately, and when: their DISTRIBUTED tasks' work goes out again.
         self._taken: dict[int, float] = {}
-        # Meanwhile: tasks whose work was sent again, or whose miners were assigned here.
-        self._sent: set[str] = set()
+        # Tasks whose work this process sent (its sender awaits their miners' answers).
+        self._sent: OrderedDict[str, None] = OrderedDict()
         self._swept = asyncio.Event()
         self._events: asyncio.Queue[Sequence[Envelope]] = asyncio.Queue()
 
@@ -81,9 +85,6 @@ class OwnedPartitions:
         taken = now - self.partitions
         self._taken = {p: at for p, at in self._taken.items() if p in now}
         self._taken |= dict.fromkeys(taken, time.monotonic())
-        if self.partitions - now:
-            # What was sent here for a partition lost is its next owner's to send again.
-            self._sent = {t for t in self._sent if self._partition_of(t) in now}
         self.partitions = now
         logger.info("dispatching the tasks of partitions %s", sorted(now))
         if taken:
@@ -93,8 +94,15 @@ class OwnedPartitions:
         if not events:
             return
         self._events.put_nowait(events)
-        if self._taken:
-            self._sent.update(e.task_id for e in events if e.type in _ASSIGNING)
+        for event in events:
+            if event.type in _ASSIGNING:
+                self._remember_sent(event.task_id)
+
+    def _remember_sent(self, task_id: str) -> None:
+        self._sent[task_id] = None
+        self._sent.move_to_end(task_id)
+        if len(self._sent) > _REMEMBERED:
+            self._sent.popitem(last=False)
 
     async def _committed(self) -> AsyncIterator[Sequence[Envelope]]:
         while True:
@@ -131,13 +139,11 @@ class OwnedPartitions:
         taken lately again, and start dispatching; returns how many tasks were queued."""
         now = time.monotonic()
         self._taken = {p: at for p, at in self._taken.items() if now - at < self._redeliver_seconds}
-        if not self._taken:
-            self._sent.clear()
 
         def redeliver(task_id: str) -> bool:
             if task_id in self._sent or self._partition_of(task_id) not in self._taken:
                 return False
-            self._sent.add(task_id)
+            self._remember_sent(task_id)
             return True
 
         queued = await dispatcher.sweep(redeliver if self._taken else None)

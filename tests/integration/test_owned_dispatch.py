@@ -68,12 +68,8 @@ def owned_dispatcher(system: System, owned: OwnedPartitions) -> Dispatcher:
     return system._register_owned(Runtime(), owned.owns)
 
 
-async def sent(miner: FakeMiner, task_id: str, times: int) -> None:
-    for _ in range(250):
-        if [p["task_id"] for p in miner.received].count(task_id) >= times:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{task_id} was not sent {times} times: {miner.received}")
+def times_sent(miner: FakeMiner, task_id: str) -> int:
+    return [p["task_id"] for p in miner.received].count(task_id)
 
 
 async def test_taking_a_partition_queues_its_pending_tasks_and_resends_its_work(
@@ -88,23 +84,33 @@ async def test_taking_a_partition_queues_its_pending_tasks_and_resends_its_work(
     owned.owned([0])
     assert await owned.sweep_once(dispatcher) == 1
     await wait_for(system, first, is_status("DISTRIBUTED"))
-    await sent(miner, first, 1)
+    # As the command processor tells it once the distribution is committed.
+    owned.committed(await system.log.read_stream(first))
+    await system.sender.drain()
+    assert times_sent(miner, first) == 1
     assert (await system.commands.load(second)).status == "PENDING"
 
-    # A sweep finds nothing new: the distributed task is not queued again, nor its work
-    # sent again after the take, as its distribution was committed here.
-    owned.committed(await system.log.read_stream(first))
-    assert await owned.sweep_once(dispatcher) == 0
+    # Another process owns partition 1 and distributes its task, then dies.
+    other = OwnedPartitions(partitions)
+    other.owned([1])
+    assert await other.sweep_once(owned_dispatcher(system, other)) == 1
+    await wait_for(system, second, is_status("DISTRIBUTED"))
     await system.sender.drain()
-    assert [p["task_id"] for p in miner.received] == [first]
+    assert times_sent(miner, second) == 1
 
-    # Lost and taken again: the work of its DISTRIBUTED task goes out again (the previous
-    # owner's may never have reached the miner), and the other partition's task is queued.
+    # A sweep finds nothing new: the distributed task is not queued again, nor its work
+    # sent again, as it was sent from here.
+    assert await owned.sweep_once(dispatcher) == 0
+
+    # All lost and taken again, with partition 1 (as in a rebalance after the death): the
+    # work of the dead owner's DISTRIBUTED task goes out again, once; this process's own
+    # is still awaited by its work sender, so it is not sent again.
     owned.owned([])
     owned.owned([0, 1])
-    assert await owned.sweep_once(dispatcher) == 1
-    await sent(miner, first, 2)
-    await wait_for(system, second, is_status("DISTRIBUTED"))
+    assert await owned.sweep_once(dispatcher) == 0
+    assert await owned.sweep_once(dispatcher) == 0
+    await system.sender.drain()
+    assert (times_sent(miner, first), times_sent(miner, second)) == (1, 2)
     for task_id in (first, second):
         stream = await system.log.read_stream(task_id)
         assert [e.type for e in stream].count("TaskDistributed") == 1
