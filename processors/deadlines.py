@@ -21,7 +21,8 @@ class DeadlineKeeper:
     """Asks the read model which open tasks have a deadline behind them, and acts.
 
     It holds no state of its own, so a restart loses nothing: the read model
-    remembers every open task's next deadline.
+    remembers every open task's next deadline. It acts only on the tasks ``owns`` says are
+    this process's (on Kafka, those of the command partitions it owns).
     """
 
     def __init__(
@@ -31,17 +32,21 @@ class DeadlineKeeper:
         sender: WorkSender,
         clock: Callable[[], datetime],
         batch_size: int = 500,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._commands = commands
         self._store = store
         self._sender = sender
         self._clock = clock
         self._batch_size = batch_size
+        self._owns = owns
 
     async def tick(self) -> int:
         """Handle every task due now; returns how many tasks changed."""
         now = self._clock()
         due = await self._store.tasks_due(now, self._batch_size)
+        if self._owns is not None:
+            due = [task_id for task_id in due if self._owns(task_id)]
         changed = await asyncio.gather(*(self._expire(task_id, now) for task_id in due))
         return sum(changed)
 

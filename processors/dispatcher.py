@@ -1,16 +1,24 @@
-"""The dispatcher: hands each PENDING task to k miners, highest priority first."""
+"""The dispatcher: hands each PENDING task to k miners, highest priority first.
+
+It dispatches the tasks of the partitions its process owns (``owns``): every task on the
+embedded log, where one process owns everything, and on Kafka the tasks of the command
+partitions this processor owns (see :mod:`processors.kafka.owned`). There it hears of its
+tasks from the transactions its command processor commits (:meth:`Dispatcher.follow`)
+rather than from the log, and sweeps the read model now and then (:meth:`Dispatcher.sweep`)
+for tasks of partitions it has just taken.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import logging
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
 
 from aggregates import DistributeTask, DomainError, TaskState, fold
-from events import PRIORITY_RANK, Batch, Envelope, EventLog
+from events import PRIORITY_RANK, Envelope, EventLog
 from processors.command_core import Outcome
 from processors.command_port import TaskCommands
 from processors.pool import MinerPool
@@ -23,10 +31,20 @@ log = logging.getLogger(__name__)
 
 NAME = "dispatcher"
 _SETTLED = frozenset({"MinerResponded", "MinerFailed", "MinerTimedOut"})
+# How many distributed tasks the dispatcher remembers, so that a sweep of a lagging read
+# model does not queue them again.
+_REMEMBERED = 50_000
+# Enough for any read model's PENDING tasks at once.
+_SEED_LIMIT = 100_000
+
+
+def _everything(task_id: str) -> bool:
+    return True
 
 
 class Dispatcher:
-    """Consumes the log for new tasks; queues them by priority; assigns miners.
+    """Hears of new tasks (from the log, or from its partitions' commits); queues them by
+    priority; assigns miners.
 
     Tasks that find no free miner wait in the queue and are tried again as
     miners settle. On start the queue is seeded with every PENDING task of the
@@ -45,6 +63,7 @@ class Dispatcher:
         clock: Callable[[], datetime],
         concurrency: int = 256,
         checkpoint_seconds: float = 0.5,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._commands = commands
         self._log = log_
@@ -64,9 +83,14 @@ class Dispatcher:
         self._checkpoint: str | None = None
         self._batches: deque[tuple[str, list[asyncio.Task[None]]]] = deque()
         self._seeded = False
+        # Whether a task is this dispatcher's to distribute (its partition is owned here).
+        self.owns = owns or _everything
+        self._distributed_lately: OrderedDict[str, None] = OrderedDict()
+        # Tasks distributed by this process, at creation or from the queue.
+        self.distributed = 0
 
     def _push(self, task_id: str, priority: str) -> None:
-        if task_id in self._queued:
+        if task_id in self._queued or not self.owns(task_id):
             return
         self._queued.add(task_id)
         self._order += 1
@@ -75,6 +99,11 @@ class Dispatcher:
     def _forget(self, task_id: str) -> None:
         self._queued.discard(task_id)
         self._created.pop(task_id, None)
+
+    def _remember_distributed(self, task_id: str) -> None:
+        self._distributed_lately[task_id] = None
+        if len(self._distributed_lately) > _REMEMBERED:
+            self._distributed_lately.popitem(last=False)
 
     async def _state(self, task_id: str) -> TaskState:
         """The task as its stream has it, or as its TaskCreated said if the read lags.
@@ -93,18 +122,16 @@ class Dispatcher:
         return state
 
     async def run(self) -> None:
+        """Dispatch from the log: every task created after the checkpoint, and those the
+        read model has PENDING."""
         self._selector.seed(await self._store.all_miners())
-        for state in await self._store.tasks_in_status("PENDING", 100_000):
-            self._push(state.task_id, state.priority)
-        # Work sent before a restart may never have reached its miners.
-        for state in await self._store.tasks_in_status("DISTRIBUTED", 100_000):
-            self._sender.redeliver(state)
+        await self.sweep(redeliver=_everything)
         self._seeded = True
         checkpoint = await self._log.load_checkpoint(NAME)
         saving = asyncio.get_running_loop().create_task(self._save_checkpoints(checkpoint))
         try:
             async for batch in self._log.subscribe(after=checkpoint):
-                self._observe(batch)
+                self.observe(batch.events)
                 # The next batch is read while these dispatches run: a task created
                 # meanwhile does not wait for their appends to become durable.
                 started = await self._start_queued()
@@ -114,6 +141,43 @@ class Dispatcher:
                     self._checkpoint = batch.checkpoint
         finally:
             saving.cancel()
+
+    async def follow(self, events: AsyncIterator[Sequence[Envelope]]) -> None:
+        """Dispatch from ``events``, the owned partitions' events as they are committed
+        (no checkpoint: the owner sweeps the read model for what it has missed)."""
+        self._selector.seed(await self._store.all_miners())
+        self._seeded = True
+        async for batch in events:
+            self.observe(batch)
+            await self._start_queued()
+
+    async def sweep(self, redeliver: Callable[[str], bool] | None = None) -> int:
+        """Queue the owned tasks the read model has PENDING that are not queued yet, and
+        send again the work of the owned DISTRIBUTED tasks for which ``redeliver`` says so (work
+        sent before a restart, or by a partition's previous owner, may never have reached
+        its miners). Returns how many tasks were queued."""
+        queued = len(self._queued)
+        for state in await self._store.tasks_in_status("PENDING", _SEED_LIMIT):
+            if state.task_id not in self._distributed_lately:
+                self._push(state.task_id, state.priority)
+        if redeliver is None:
+            return len(self._queued) - queued
+        for state in await self._store.tasks_in_status("DISTRIBUTED", _SEED_LIMIT):
+            if self.owns(state.task_id) and redeliver(state.task_id):
+                self._sender.redeliver(state)
+        return len(self._queued) - queued
+
+    async def reseed_load(self) -> None:
+        """Take the miners' load from the read model, which counts every process's
+        assignments (a moment late); this dispatcher's own count from then on."""
+        self._selector.seed(await self._store.all_miners())
+
+    def queued(self) -> Collection[str]:
+        return frozenset(self._queued)
+
+    async def start_queued(self) -> int:
+        """Start dispatching what is queued (a sweep's finds); returns how many."""
+        return len(await self._start_queued())
 
     async def _save_checkpoints(self, saved: str | None) -> None:
         """Keep the checkpoint a moment behind, rather than write it after every batch.
@@ -146,8 +210,8 @@ class Dispatcher:
         save the task the trip through the log to this dispatcher and a transaction of its
         own (see :class:`~processors.kafka.processor.KafkaCommandProcessor`). None while
         tasks wait in the queue (they come first, by priority) or no miner is free: the
-        task is then dispatched from the log as any other. The chosen miners count as busy
-        until :meth:`distributed_at_creation` hears how it went.
+        task is then queued as any other when its creation is heard of. The chosen miners
+        count as busy until :meth:`distributed_at_creation` hears how it went.
         """
         if not self._seeded or self._queue or self._waiting or state.status != "PENDING":
             return None
@@ -169,12 +233,14 @@ class Dispatcher:
         for assignment in command.assignments:
             self._selector.settled(assignment.hotkey)
         if outcome is not None:
+            self.distributed += 1
             self._sender.deliver(outcome)
 
-    def _observe(self, batch: Batch) -> None:
+    def observe(self, events: Sequence[Envelope]) -> None:
+        """Learn from events in log order: new tasks to queue, miners' load and health."""
         # Tasks distributed in the transaction that created them need no dispatching.
-        distributed = {e.task_id for e in batch.events if e.type == "TaskDistributed"}
-        for envelope in batch.events:
+        distributed = {e.task_id for e in events if e.type == "TaskDistributed"}
+        for envelope in events:
             data = envelope.data
             self._selector.learn(envelope.type, data)
             if envelope.type == "TaskCreated":
@@ -185,13 +251,14 @@ class Dispatcher:
                 self._push(envelope.task_id, data.get("priority", "normal"))
             elif envelope.type == "TaskDistributed":
                 self._forget(envelope.task_id)
+                self._remember_distributed(envelope.task_id)
                 for assignment in data["assignments"]:
                     self._selector.assigned(assignment["hotkey"])
             elif envelope.type == "MinerAssigned":
                 self._selector.assigned(data["assignment"]["hotkey"])
             elif envelope.type in _SETTLED:
                 self._selector.settled(data["hotkey"])
-        if any(e.type in _SETTLED for e in batch.events):
+        if any(e.type in _SETTLED for e in events):
             # Capacity was freed: tasks that found no miner may find one now.
             for item in self._waiting:
                 heapq.heappush(self._queue, item)
@@ -209,7 +276,10 @@ class Dispatcher:
         task_id = item[2]
         try:
             if task_id not in self._queued:
-                return  # distributed meanwhile (see _observe)
+                return  # distributed meanwhile (see observe)
+            if not self.owns(task_id):
+                self._forget(task_id)
+                return  # its partition moved on: its new owner dispatches it
             state = await self._state(task_id)
             if state.status != "PENDING":
                 self._forget(task_id)
@@ -236,6 +306,7 @@ class Dispatcher:
                 for miner in chosen:
                     self._selector.settled(miner.hotkey)
             self._forget(task_id)
+            self.distributed += 1
             self._sender.deliver(outcome)
         except Exception:
             # The log or the directory failed for a moment: try again with the waiting.

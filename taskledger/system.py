@@ -184,17 +184,15 @@ class System:
 
     def add_processors(self) -> None:
         """Register the processors where the deployment runs them."""
-        self.deployment.add_processors(self.runtime, self._register_processors)
-
-    def _register_processors(self, runtime: Runtime) -> Dispatcher:
-        """The dispatcher, deadline keeper, projections and retention, built afresh."""
-        settings = processor_settings(self.settings)
-        self.projection_runner = ProjectionRunner(
-            self.log,
-            Projector(self.store),
-            self.broadcaster,
-            max_batch=SHARED_LOOP_MAX_BATCH,
+        self.deployment.add_processors(
+            self.runtime, self._register_owned, self._register_singletons
         )
+
+    def _register_owned(self, runtime: Runtime, owns: Callable[[str], bool] | None) -> Dispatcher:
+        """The deadline keeper and the dispatcher's retries for the tasks ``owns`` says are
+        this process's (None: all of them), built afresh; the dispatcher, for the deployment
+        to run from where it hears of its tasks."""
+        settings = processor_settings(self.settings)
         dispatcher = Dispatcher(
             self.commands,
             self.log,
@@ -204,8 +202,23 @@ class System:
             self.sender,
             settings,
             self.clock,
+            owns=owns,
         )
-        keeper = DeadlineKeeper(self.commands, self.store, self.sender, self.clock)
+        keeper = DeadlineKeeper(self.commands, self.store, self.sender, self.clock, owns=owns)
+        runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
+        runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
+        return dispatcher
+
+    def _register_singletons(self, runtime: Runtime) -> None:
+        """What runs once in a deployment: projections, retention, checkpointer and weights,
+        built afresh."""
+        settings = processor_settings(self.settings)
+        self.projection_runner = ProjectionRunner(
+            self.log,
+            Projector(self.store),
+            self.broadcaster,
+            max_batch=SHARED_LOOP_MAX_BATCH,
+        )
         retention = Retention(
             self.commands,
             self.store,
@@ -214,9 +227,6 @@ class System:
             self.clock,
         )
         runtime.consumer("projections", self._project)
-        runtime.consumer("dispatcher", dispatcher.run)
-        runtime.periodic("deadline-keeper", settings.deadline_tick_seconds, keeper.tick)
-        runtime.periodic("dispatcher-retry", 1.0, dispatcher.retry_waiting)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
         features = self.deployment.features
         self.checkpointer = register_checkpointer(
@@ -232,7 +242,6 @@ class System:
             self.clock,
             self.commands,
         )
-        return dispatcher
 
     async def start(self, *, edge: bool = True, processors: bool = True) -> None:
         await self.pool.refresh()

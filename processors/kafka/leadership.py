@@ -1,10 +1,11 @@
 """Which process leads: the one that owns partition 0 of the commands.
 
-The leader also runs the processors that run once in a deployment (dispatcher, deadline
-keeper, retention, projections). Ownership moves on a rebalance or a crash and the new
+The leader also runs the processors that run once in a deployment (projections, retention,
+the accountability checkpointer and anchors, weights submission); the dispatcher and the
+deadline keeper run on every processor for the partitions it owns
+(:mod:`processors.kafka.owned`). Ownership moves on a rebalance or a crash and the new
 owner resumes from their checkpoints. Should two leaders overlap for a moment, their
-commands are still decided by each task's single owner, so none is applied twice (a miner
-may be sent the same work twice, as after any restart).
+commands are still decided by each task's single owner, so none is applied twice.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class Planner:
         self._cache_size = cache_size
         self._ids = ids
         self._heads: dict[int, TaskHeads] = {}
-        # Set while this process's dispatcher runs: it may distribute a task in the very
+        # This process's dispatcher, where one runs: it may distribute a task in the very
         # transaction that creates it, sparing the task a trip through the events topic
         # to the dispatcher and a transaction of its own (a third of the median time
         # from intake to DISTRIBUTED under load).

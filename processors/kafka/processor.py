@@ -33,12 +33,16 @@ the HTTP edge and the other processors run commands here as if they decided them
 A process that owns a task's partition need not send the task's commands through the
 broker at all: :meth:`KafkaCommandProcessor.execute_local` queues them for the partition's
 next transaction, where they are decided in line with the commands from the topic and
-answered when it commits (the leader's dispatcher, deadline keeper and work sender run
-their commands so while their tasks are local). Such a command has no input offset and no
-reply record; if its transaction fails it is answered with
+answered when it commits (this process's dispatcher, deadline keeper and work sender run
+their commands so, as their tasks are those of the partitions owned here). Such a command
+has no input offset and no reply record; if its transaction fails it is answered with
 :class:`~processors.kafka.replies.NoReply`, as a command whose reply never came.
 
-The owner of partition 0 leads (:mod:`processors.kafka.leadership`).
+Every processor process dispatches the tasks of the partitions it owns: its ``follower``
+(:class:`~processors.kafka.owned.OwnedPartitions`) is told of every change of ownership and
+of the events of every committed transaction, and its ``distributor`` (the dispatcher) may
+distribute a task in the transaction that creates it. The owner of partition 0 also leads
+(:mod:`processors.kafka.leadership`): it runs what runs once in a deployment.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from events.kafka import (
 from processors.command_core import AnyCommand, CommandRequest
 from processors.commands import new_id
 from processors.kafka.leadership import Leadership
+from processors.kafka.owned import FollowsPartitions
 from processors.kafka.planner import (
     AwaitedReply,
     DistributesAtCreation,
@@ -113,9 +118,12 @@ class KafkaCommandProcessor:
         recovery_seconds: float = 120.0,
         session_timeout_ms: int = 6_000,
         on_leadership: Callable[[bool], Awaitable[None]] | None = None,
+        follower: FollowsPartitions | None = None,
     ) -> None:
         self.log = log
         self._leadership = Leadership(on_leadership)
+        # This process's dispatcher, told what is owned here and what was committed there.
+        self._follower = follower
         self._planner = Planner(log, cache_size=cache_size, ids=ids)
         self.group_id = group_id or f"{log.topics.prefix}.processor"
         self.stats = ProcessorStats()
@@ -224,6 +232,8 @@ class KafkaCommandProcessor:
         finally:
             async with self._lock:
                 self._drop_local(list(self._local), "the command processor stopped")
+                if self._follower is not None:
+                    self._follower.owned(())
                 await self._leadership.resign()
                 for writer in self._writers.values():
                     await writer.stop()
@@ -269,6 +279,12 @@ class KafkaCommandProcessor:
 
     # -- partitions -----------------------------------------------------------------------
 
+    async def _follow(self) -> None:
+        """Tell the dispatcher and the leadership which partitions are owned here now."""
+        if self._follower is not None:
+            self._follower.owned(self._writers)
+        await self._leadership.follow(self._writers)
+
     async def _assign(self, assigned: Sequence[TopicPartition]) -> None:
         async with self._lock:
             self._fenced.clear()
@@ -279,7 +295,7 @@ class KafkaCommandProcessor:
                     # Taken again at its next poll (see _process).
                     logger.warning("partition %d: not taken yet (%r)", tp.partition, error)
             logger.info("owning partitions %s", sorted(self._writers))
-            await self._leadership.follow(self._writers)
+            await self._follow()
 
     async def _take(self, tp: TopicPartition) -> None:
         partition = tp.partition
@@ -323,7 +339,7 @@ class KafkaCommandProcessor:
                 self._planner.drop(tp.partition)
                 self._next.pop(tp.partition, None)
             self._drop_local([tp.partition for tp in revoked], "the partition moved on")
-            await self._leadership.follow(self._writers)
+            await self._follow()
 
     # -- processing -----------------------------------------------------------------------
 
@@ -358,7 +374,7 @@ class KafkaCommandProcessor:
                 # Its start failed during the rebalance: try again.
                 with contextlib.suppress(KafkaError, LogUnavailable, TimeoutError):
                     await self._take(tp)
-                await self._leadership.follow(self._writers)
+                await self._follow()
             return []  # else revoked meanwhile
         records = [r for r in records if r.offset >= self._next.get(tp.partition, 0)]
         if not records and not local:
@@ -376,10 +392,12 @@ class KafkaCommandProcessor:
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
                 await writer.stop()
-                await self._leadership.follow(self._writers)
+                await self._follow()
                 return []
             if all(outcome is None for outcome in outcomes):
                 self._planner.committed(tp.partition, plan)
+                if self._follower is not None:
+                    self._follower.committed([e for a in plan.appends for e in a.events])
                 if records:
                     self._next[tp.partition] = offsets[tp]
                 self.stats.commands += len(records) + len(local)
@@ -424,7 +442,7 @@ class KafkaCommandProcessor:
             except WriterFenced:
                 self._writers.pop(tp.partition, None)
                 self._fenced.add(tp.partition)
-                await self._leadership.follow(self._writers)
+                await self._follow()
                 return
             except (KafkaError, LogUnavailable, TimeoutError) as error:
                 if time.monotonic() > deadline:

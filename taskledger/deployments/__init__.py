@@ -9,7 +9,7 @@ from __future__ import annotations
 from events import EventLog
 from events.capabilities import LogFeatures
 from taskledger.backends import event_log_kind, open_kafka_log, open_sqlite_log
-from taskledger.deployments.deployment import Deployment, RegistersProcessors
+from taskledger.deployments.deployment import Deployment, RegistersOwned, RegistersSingletons
 from taskledger.settings import Settings
 
 
@@ -36,4 +36,10 @@ def open_log(settings: Settings) -> tuple[EventLog, LogFeatures]:
     return sqlite_log, embedded.log_features(sqlite_log)
 
 
-__all__ = ["Deployment", "RegistersProcessors", "open_deployment", "open_log"]
+__all__ = [
+    "Deployment",
+    "RegistersOwned",
+    "RegistersSingletons",
+    "open_deployment",
+    "open_log",
+]

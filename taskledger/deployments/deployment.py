@@ -16,9 +16,13 @@ from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 
-# Registers the dispatcher, deadline keeper, projections, retention, checkpointer and
-# weights in a runtime, built afresh each call, and returns the dispatcher.
-RegistersProcessors = Callable[[Runtime], Dispatcher]
+# Registers the deadline keeper and the dispatcher's retries for the tasks the predicate
+# says are this process's (None: every task) in a runtime, and returns the dispatcher, for
+# the deployment to run from where its tasks are heard of.
+RegistersOwned = Callable[[Runtime, Callable[[str], bool] | None], Dispatcher]
+# Registers what runs once in a deployment (projections, retention, checkpointer, weights)
+# in a runtime, built afresh each call.
+RegistersSingletons = Callable[[Runtime], None]
 
 
 class Deployment(Protocol):
@@ -49,8 +53,11 @@ class Deployment(Protocol):
         """The runtime of the processors that run only while this process leads."""
         ...
 
-    def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
-        """Run the processors: in ``runtime``, or on whichever process leads."""
+    def add_processors(
+        self, runtime: Runtime, owned: RegistersOwned, singletons: RegistersSingletons
+    ) -> None:
+        """Run the processors: the dispatching of the tasks this process owns in
+        ``runtime``; the singletons there too, or on whichever process leads."""
         ...
 
     def projection_child(

@@ -14,7 +14,7 @@ from processors.commands import EmbeddedCommands
 from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
-from taskledger.deployments.deployment import RegistersProcessors
+from taskledger.deployments.deployment import RegistersOwned, RegistersSingletons
 from taskledger.projection_process import ProjectionProcess
 
 
@@ -35,9 +35,14 @@ class EmbeddedDeployment:
         # Nothing runs on leadership: one process writes the log.
         self.leader_runtime: Runtime | None = None
 
-    def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
-        """All of them, in this process's runtime."""
-        register(runtime)
+    def add_processors(
+        self, runtime: Runtime, owned: RegistersOwned, singletons: RegistersSingletons
+    ) -> None:
+        """All of them, in this process's runtime: it owns every task, and hears of them
+        from the log."""
+        singletons(runtime)
+        dispatcher = owned(runtime, None)
+        runtime.consumer("dispatcher", dispatcher.run)
 
     def projection_child(
         self, store: ReadModelStore, store_path: Path | None

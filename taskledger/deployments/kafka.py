@@ -1,5 +1,7 @@
 """The Kafka deployment: commands go to their partition's owner, status comes from the
-status topic, and the processors other than the command processor run on one leader."""
+status topic, every processor process dispatches the tasks of the partitions it owns, and
+what runs once in a deployment (projections, retention, checkpointer, weights) runs on one
+leader."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from events.kafka import KafkaEventLog
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.kafka.bus import KafkaCommandBus
+from processors.kafka.owned import OwnedPartitions
 from processors.kafka.processor import KafkaCommandProcessor
 from processors.kafka.status_topic import StatusTopicFeed
 from processors.projection_child import ProjectionChild
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
-from taskledger.deployments.deployment import RegistersProcessors
+from taskledger.deployments.deployment import RegistersOwned, RegistersSingletons
 
 
 def log_features(log: KafkaEventLog) -> LogFeatures:
@@ -36,35 +39,35 @@ class KafkaDeployment:
         self._feed = StatusTopicFeed(log)
         self.status_feed: StatusChanges | None = self._feed
         self.feed_positioned: asyncio.Event | None = self._feed.positioned
-        # The processors other than the command processor, while this process leads.
+        # The singletons, while this process leads.
         self.leader_runtime: Runtime | None = None
-        self._processor: KafkaCommandProcessor | None = None
-        self._register: RegistersProcessors | None = None
+        self._singletons: RegistersSingletons | None = None
         self._leader_lock = asyncio.Lock()
 
-    def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
-        """The command processor here; the rest on whichever process leads (``lead``)."""
-        processor = KafkaCommandProcessor(self._kafka, on_leadership=self.lead)
-        self._processor = processor
-        self._register = register
+    def add_processors(
+        self, runtime: Runtime, owned: RegistersOwned, singletons: RegistersSingletons
+    ) -> None:
+        """The command processor and the dispatching of the partitions it owns here; the
+        singletons on whichever process leads (``lead``)."""
+        partitions = OwnedPartitions(self._kafka.partition_of)
+        processor = KafkaCommandProcessor(self._kafka, on_leadership=self.lead, follower=partitions)
+        self._singletons = singletons
         # This process's commands for the partitions it owns skip the broker.
         self._bus.attach(processor)
+        dispatcher = owned(runtime, partitions.owns)
+        # Tasks created in the partitions owned here are distributed at once.
+        processor.distributor = dispatcher
+        runtime.consumer("dispatcher", lambda: partitions.run(dispatcher))
         runtime.consumer("command-processor", processor.run)
 
     async def lead(self, leading: bool) -> None:
         async with self._leader_lock:
-            processor = self._processor
-            if leading and self.leader_runtime is None and self._register is not None:
+            if leading and self.leader_runtime is None and self._singletons is not None:
                 runtime = Runtime()
-                dispatcher = self._register(runtime)
+                self._singletons(runtime)
                 await runtime.start()
                 self.leader_runtime = runtime
-                if processor is not None:
-                    # Tasks created in the partitions owned here are distributed at once.
-                    processor.distributor = dispatcher
             elif not leading and self.leader_runtime is not None:
-                if processor is not None:
-                    processor.distributor = None
                 runtime, self.leader_runtime = self.leader_runtime, None
                 await runtime.stop()
 

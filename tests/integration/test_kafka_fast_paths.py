@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from aggregates import Command, CreateTask, DistributeTask, TaskAlreadyExists, TaskState
+from events import Envelope
 from events.kafka import KafkaEventLog, StreamWriter, TransactionFailed
 from events.kafka.partition_state import PartitionState
 from processors.command_core import Outcome
@@ -288,3 +289,45 @@ async def test_a_subscriber_hears_of_an_own_commit_only_once_it_can_be_read(
     await log.append("task-late", 0, chain("task-late", 1))
     await asyncio.wait_for(hearing, 30)
     assert read_when_heard == [1]
+
+
+class Follower:
+    """What a processor's dispatcher hears: the partitions owned, the events committed."""
+
+    def __init__(self) -> None:
+        self.owning: list[list[int]] = []
+        self.events: list[Envelope] = []
+
+    def owned(self, partitions: Collection[int]) -> None:
+        self.owning.append(sorted(partitions))
+
+    def committed(self, events: Sequence[Envelope]) -> None:
+        self.events.extend(events)
+
+
+async def test_the_processor_tells_its_dispatcher_what_it_owns_and_commits(
+    reader: KafkaEventLog,
+) -> None:
+    log = KafkaEventLog(reader.bootstrap, topic_prefix=reader.topics.prefix)
+    follower = Follower()
+    processor = KafkaCommandProcessor(log, follower=follower)
+    bus = KafkaCommandBus(log, reply_timeout=30)
+    bus.attach(processor)
+    running = asyncio.create_task(processor.run())
+    try:
+        await owning_everything(processor)
+        assert follower.owning[-1] == list(range(PARTITIONS))
+        scripts = {f"task-{n}": lifecycle("approved", T0, ("hk-a",)) for n in range(3)}
+        for task_id, commands in scripts.items():
+            for command in commands[:2]:
+                await bus.execute(task_id, command, actor="client-1")
+        committed = {(e.task_id, e.type) for e in follower.events}
+        for task_id in scripts:
+            stream = await log.read_stream(task_id)
+            assert {(e.task_id, e.type) for e in stream} <= committed
+    finally:
+        processor.stop()
+        await asyncio.wait_for(running, 30)
+        await bus.close()
+        await log.close()
+    assert follower.owning[-1] == []  # a stopped processor owns nothing

@@ -3,8 +3,8 @@
 Everything as an operator would run it: real processes from the command line, one local
 broker, miners on loopback and a validator posting signed evaluations. The edges publish
 commands to ``<prefix>.commands`` and answer from the replies; the processors share the
-command partitions, and the owner of partition 0 also runs the dispatcher, deadline keeper,
-retention and projections. One processor is killed with SIGKILL half-way: the other takes
+command partitions, each dispatches the tasks of its own, and the owner of partition 0 also
+runs retention and projections. One processor is killed with SIGKILL half-way: the other takes
 its partitions (and, if it led, the lead) and every task still ends APPROVED, with a status
 stream from an edge that runs no processor at all, and a log that audits clean.
 """

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from audit.log_audit import audit_log
-from events import Batch
 from miners.directory import MinerDirectory, MinerInfo
 from processors.runtime import Runtime
 from processors.selection import SelectionPolicy
@@ -272,7 +271,7 @@ async def test_the_dispatcher_distributes_at_creation_only_when_no_task_waits(
     system = await running(
         settings_for(tmp_path, miners_per_type={"summarization": 1}), [miner], with_processors=False
     )
-    dispatcher = system._register_processors(Runtime())
+    dispatcher = system._register_owned(Runtime(), None)
     dispatching: asyncio.Task[None] | None = None
     try:
         task_id = await submit(system)
@@ -294,9 +293,9 @@ async def test_the_dispatcher_distributes_at_creation_only_when_no_task_waits(
         assert system.selector.in_flight["5AtOnce"] == busy
 
         # A task distributed in its creation's transaction is not queued; one created alone is.
-        dispatcher._observe(Batch(tuple(stream[:2]), "after-both"))
+        dispatcher.observe(stream[:2])
         assert task_id not in dispatcher._queued
-        dispatcher._observe(Batch(tuple(stream[:1]), "after-creation"))
+        dispatcher.observe(stream[:1])
         assert task_id in dispatcher._queued
         dispatcher._forget(task_id)
 
