@@ -12,7 +12,9 @@ from events.capabilities import LogFeatures
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.dispatcher import Dispatcher
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 
@@ -51,6 +53,13 @@ class Deployment(Protocol):
 
     def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
         """Run the processors: in ``runtime``, or on whichever process leads."""
+        ...
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+    ) -> ProjectionWorker | None:
+        """A member of the group of projection workers (Kafka), or None where the leader
+        projects the whole log (embedded)."""
         ...
 
     def projection_child(

@@ -11,7 +11,9 @@ from events.sqlite_log import SqliteEventLog
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.commands import EmbeddedCommands
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersProcessors
@@ -38,6 +40,12 @@ class EmbeddedDeployment:
     def add_processors(self, runtime: Runtime, register: RegistersProcessors) -> None:
         """All of them, in this process's runtime."""
         register(runtime)
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+    ) -> ProjectionWorker | None:
+        """None: the leader projects the whole log."""
+        return None
 
     def projection_child(
         self, store: ReadModelStore, store_path: Path | None

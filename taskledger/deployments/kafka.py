@@ -1,5 +1,6 @@
 """The Kafka deployment: commands go to their partition's owner, status comes from the
-status topic, and the processors other than the command processor run on one leader."""
+status topic, projection workers share the events partitions, and the other processors
+run on one leader."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.kafka.bus import KafkaCommandBus
 from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.kafka.status_topic import StatusTopicFeed
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersProcessors
@@ -67,6 +70,12 @@ class KafkaDeployment:
                     processor.distributor = None
                 runtime, self.leader_runtime = self.leader_runtime, None
                 await runtime.stop()
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+    ) -> ProjectionWorker | None:
+        """A member of ``<prefix>.projections``: any number share the events partitions."""
+        return ProjectionWorker(self._kafka, store, broadcaster)
 
     def projection_child(
         self, store: ReadModelStore, store_path: Path | None
