@@ -23,6 +23,7 @@ import pytest
 from bench.workload import lifecycle
 from events.kafka import KafkaEventLog
 from processors.commands import EmbeddedCommands
+from processors.kafka.projection_workers import partition_consumer
 from projections import MinerStats, Projector, rebuild
 from projections.sqlite_store import SqliteReadModelStore
 from tests.support.kafka_broker import KafkaBroker
@@ -97,13 +98,21 @@ async def test_a_worker_killed_under_load_leaves_read_models_equal_to_a_rebuild(
             return all(shares) and set().union(*shares) == set(range(PARTITIONS))  # type: ignore[arg-type]
 
         await until(both_assigned, 90, "both workers assigned a share")
-        task_ids = await write_tasks(log, range(KILL_AFTER))
-        doomed.send_signal(signal.SIGKILL)
-        task_ids += await write_tasks(log, range(KILL_AFTER, TASKS))
-
-        rebuilt = SqliteReadModelStore(tmp_path / "rebuilt.db")
+        share = partitions_of(deployment, doomed) or set()
         live = SqliteReadModelStore(deployment.data_dir / "readmodels.db")
+        rebuilt = SqliteReadModelStore(tmp_path / "rebuilt.db")
         try:
+            task_ids = await write_tasks(log, range(KILL_AFTER))
+
+            async def doomed_folded() -> bool:
+                # Its partitions' checkpoints: only the doomed worker folds those.
+                checkpoints = [await live.checkpoint(partition_consumer(p)) for p in share]
+                return all(checkpoints)
+
+            await until(doomed_folded, 60, "the doomed worker folded its share")
+            doomed.send_signal(signal.SIGKILL)
+            task_ids += await write_tasks(log, range(KILL_AFTER, TASKS))
+
             await rebuild(log, Projector(rebuilt))
             expected = await rebuilt.get_tasks(task_ids)
             assert len(expected) == TASKS

@@ -73,8 +73,9 @@ async def test_a_batch_applied_again_by_another_projector_changes_nothing(
         batch = Batch(tuple(events), str(len(events)))
         await Projector(store).apply(batch)
         tasks, miners = await store.get_tasks(task_ids), await store.all_miners()
-        # A second worker that read the store before the first committed: its states
-        # and counts start from nothing, and the store still counts each event once.
+        # A second worker folding the same batch under a checkpoint of its own. (Its
+        # stale read, before the first commit, is the contract's concern: see
+        # test_counts_of_events_already_applied_to_their_task_are_dropped.)
         await Projector(store, consumer="projections.other").apply(batch)
         assert await store.get_tasks(task_ids) == tasks
         assert await store.all_miners() == miners
