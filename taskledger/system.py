@@ -34,6 +34,7 @@ from processors.kafka.projection_workers import ProjectionWorker
 from processors.pool import MinerPool
 from processors.projection_child import ProjectionChild
 from processors.projection_runner import (
+    MAX_BATCH,
     SHARED_LOOP_MAX_BATCH,
     ProjectionRunner,
     StatusBroadcaster,
@@ -192,14 +193,17 @@ class System:
         partitions, one of them here unless TASKLEDGER_PROJECTION=workers leaves them to
         processes of their own (``serve --role projections``).
         """
-        self.projection_worker = self.deployment.projection_worker(self.store, self.broadcaster)
+        # Beside the command processor and the dispatcher: batches that hold the loop briefly.
+        self.projection_worker = self.deployment.projection_worker(
+            self.store, self.broadcaster, SHARED_LOOP_MAX_BATCH
+        )
         if self.projection_worker is not None and self.settings.projection != "workers":
             self.runtime.consumer("projections", self.projection_worker.run)
         self.deployment.add_processors(self.runtime, self._register_processors)
 
     def add_projections(self) -> None:
         """Only a projection worker (``serve --role projections``, Kafka only)."""
-        worker = self.deployment.projection_worker(self.store, self.broadcaster)
+        worker = self.deployment.projection_worker(self.store, self.broadcaster, MAX_BATCH)
         if worker is None:
             raise SettingsError(
                 "--role projections needs a Kafka event log (TASKLEDGER_EVENT_LOG=kafka://…): "

@@ -56,7 +56,7 @@ class Deployment(Protocol):
         ...
 
     def projection_worker(
-        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
     ) -> ProjectionWorker | None:
         """A member of the group of projection workers (Kafka), or None where the leader
         projects the whole log (embedded)."""

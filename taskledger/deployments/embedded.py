@@ -42,7 +42,7 @@ class EmbeddedDeployment:
         register(runtime)
 
     def projection_worker(
-        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
     ) -> ProjectionWorker | None:
         """None: the leader projects the whole log."""
         return None

@@ -72,10 +72,10 @@ class KafkaDeployment:
                 await runtime.stop()
 
     def projection_worker(
-        self, store: ReadModelStore, broadcaster: StatusBroadcaster
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
     ) -> ProjectionWorker | None:
         """A member of ``<prefix>.projections``: any number share the events partitions."""
-        return ProjectionWorker(self._kafka, store, broadcaster)
+        return ProjectionWorker(self._kafka, store, broadcaster, max_batch=max_batch)
 
     def projection_child(
         self, store: ReadModelStore, store_path: Path | None
