@@ -44,7 +44,6 @@ from taskledger.settings import Settings
 
 _ASSIGNED = re.compile(r"projecting events partitions \[([\d, ]*)\]")
 _TICKS = os.sysconf("SC_CLK_TCK")
-VERBOSE = ["-v"] if os.environ.get("PWDEBUG") else []
 
 
 async def fill(event_log: str, tasks: int, concurrency: int = 100) -> int:
@@ -151,7 +150,7 @@ def _start_workers(event_log: str, data_dir: Path, count: int) -> _Workers:
     env = {**os.environ, "TASKLEDGER_EVENT_LOG": event_log, "TASKLEDGER_DATA_DIR": str(data_dir)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "taskledger.cli", *VERBOSE, "serve", "--role", "projections"],
+            [sys.executable, "-m", "taskledger.cli", "serve", "--role", "projections"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=(data_dir / f"worker-{index}.err").open("wb"),
