@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from events.envelope import Envelope
 from events.kafka.clients import ClientSettings, stop_quietly
 from events.kafka.partition_state import PartitionState
+from events.log import LogUnavailable
 
 # Given the partitions just assigned, the offset to read each from (absent: the first).
 StartOf = Callable[[Sequence[int]], Awaitable[dict[int, int]]]
@@ -46,13 +47,20 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]
         self._topic = topic
         self._start_of = start_of
         self.partitions: set[int] = set()
+        self.failed: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self.partitions.difference_update(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         ours = [tp for tp in assigned if tp.topic == self._topic]
-        starts = await self._start_of([tp.partition for tp in ours])
+        try:
+            starts = await self._start_of([tp.partition for tp in ours])
+        except Exception as error:
+            # aiokafka would log this and go on reading from wherever the group is: the
+            # subscription raises it instead, and its reader starts again.
+            self.failed = error
+            return
         for tp in ours:
             self._consumer.seek(tp, starts.get(tp.partition, 0))
         self.partitions.update(tp.partition for tp in ours)
@@ -88,6 +96,9 @@ async def shared_subscription(
     try:
         while not closed():
             fetched = await consumer.getmany(timeout_ms=settings.poll_ms, max_records=batch_size)
+            if assignment.failed is not None:
+                failure = assignment.failed
+                raise LogUnavailable("could not start the partitions assigned") from failure
             for tp, records in fetched.items():
                 if tp.partition not in assignment.partitions or not records:
                     continue
