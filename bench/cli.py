@@ -461,3 +461,6 @@ def add_parser(commands: Any) -> None:
     from bench.projections import add_projection_bench
 
     add_projection_bench(kinds)
+    from bench.projection_workers import add_projection_workers_bench
+
+    add_projection_workers_bench(kinds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -11,10 +12,15 @@ from pathlib import Path
 def _create_private(path: Path) -> None:
     """Create the database file readable by its owner only, from its first byte; SQLite
     gives its -wal and -shm files the database's own permissions. An existing file keeps
-    its mode."""
+    its mode, and is not opened here: POSIX locks belong to the process, so closing any
+    descriptor of the file would drop the locks this process's connections hold on it, and
+    another process closing its connection would then take itself for the last one,
+    checkpoint the database and delete the write-ahead log these connections still use
+    (their later commits lost to everyone else)."""
     if str(path) in ("", ":memory:"):
         return
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def open_wal(

@@ -28,13 +28,14 @@ Exactly once under at-least-once delivery, with duplicate or concurrent writers:
   stored one. A repeated or older state never replaces a newer one, whoever
   sends it.
 - The checkpoint only moves forward (positions compare as numbers).
-- Miner statistics are absolute values the projector computed from the stored
-  statistics plus the events it did not skip as already applied. They are
-  written only by a transaction that moves the checkpoint forward: a writer
-  that lost the race to commit the same batch writes none, so its second count
-  is dropped.
+- Miner statistics are folded inside the (last) transaction: from the miner
+  documents read there, with the counts of the events whose sequence lies above
+  their task's version read there too (before this commit's writes). A writer
+  that lost the race to commit the same events counts none of them again, and
+  two writers counting into the same miner at once are serialised by the
+  transaction (the loser is retried on the winner's documents).
 - A commit of more than 500 writes is split into transactions of at most 500,
-  in order: tasks, then miners, then the checkpoint with the last one. Documents
+  in order: tasks, then the miners and the checkpoint with the last one. Documents
   written before the last transaction are *staged*: they carry the commit's id
   and the document they replaced, and ``commits/{id}`` exists until the last
   transaction deletes it. While it exists, ``get_task``, ``get_tasks``,
@@ -43,10 +44,7 @@ Exactly once under at-least-once delivery, with duplicate or concurrent writers:
   again from the states before it, and its miner deltas count once. The
   queries (``tasks_due``, ``tasks_in_status``, …) see staged documents at once.
 
-What is not covered: two projectors running the *same* consumer over
-overlapping but different batches can each read the miner statistics before
-the other commits, and both counts then land. Run one projector per consumer.
-And a staged document also holds the one it replaced, so in commits of more
+A staged document also holds the one it replaced, so in commits of more
 than 500 writes a task's state must fit in half of Firestore's 1 MiB limit.
 """
 
@@ -78,7 +76,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from aggregates import STATUSES, TERMINAL, TaskState
 from events import PRIORITY_RANK, format_time
 from projections.checkpoints import checkpoint_advances
-from projections.miner_stats import MinerStats
+from projections.miner_stats import MinerCount, MinerStats, tally
 from projections.state_codec import state_from_doc, state_to_doc
 from projections.task_blobs import task_blobs
 
@@ -86,6 +84,9 @@ MAX_WRITES = 500
 """Writes per transaction."""
 
 _CHECK_SECONDS = 5.0
+# Projection workers on other partitions count into the same miner documents at once: a
+# transaction that lost the contest for them is run again on the winner's documents.
+_ATTEMPTS = 20
 
 
 def task_document(state: TaskState) -> dict[str, Any]:
@@ -115,7 +116,7 @@ _Snapshot = DocumentSnapshot[AsyncDocumentReference]
 class _Write:
     reference: AsyncDocumentReference
     document: dict[str, Any]
-    version: int | None  # tasks: written only above the stored version; miners: None
+    version: int  # written only above the stored version
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,46 +146,65 @@ class FirestoreReadModelStore:
         consumer: str,
         checkpoint: str,
         tasks: Sequence[TaskState],
-        miners: Sequence[MinerStats],
+        counts: Sequence[MinerCount],
     ) -> None:
         writes = [
             _Write(self.tasks.document(s.task_id), task_document(s), s.version) for s in tasks
         ]
-        writes += [_Write(self.miners.document(m.hotkey), m.to_doc(), None) for m in miners]
         checkpoint_ref = self.checkpoints.document(consumer)
-        if len(writes) + 1 <= MAX_WRITES:
-            await self._run_chunk(_Chunk(writes, None, True, True), checkpoint_ref, checkpoint)
+        # The miners counted are written by the last transaction, beside the checkpoint.
+        miners = len({count.hotkey for count in counts})
+        if len(writes) + 1 + miners <= MAX_WRITES:
+            chunk = _Chunk(writes, None, True, True)
+            await self._run_chunk(chunk, checkpoint_ref, checkpoint, counts)
             return
         # Room for the marker's creation (first) or deletion and the checkpoint (last).
-        room = MAX_WRITES - 2
+        room = max(1, MAX_WRITES - 2 - miners)
         commit_id = uuid.uuid4().hex
         starts = range(0, len(writes), room)
         for index, start in enumerate(starts):
             chunk = _Chunk(writes[start : start + room], commit_id, index == 0, start == starts[-1])
-            await self._run_chunk(chunk, checkpoint_ref, checkpoint)
+            await self._run_chunk(chunk, checkpoint_ref, checkpoint, counts if chunk.last else ())
         self._finished.add(commit_id)
 
     async def _run_chunk(
-        self, chunk: _Chunk, checkpoint_ref: AsyncDocumentReference, checkpoint: str
+        self,
+        chunk: _Chunk,
+        checkpoint_ref: AsyncDocumentReference,
+        checkpoint: str,
+        counts: Sequence[MinerCount],
     ) -> None:
+        counted = {t: self.tasks.document(t) for t in dict.fromkeys(c.task_id for c in counts)}
+        hotkeys = {h: self.miners.document(h) for h in dict.fromkeys(c.hotkey for c in counts)}
+
         @async_transactional
         async def write(transaction: AsyncTransaction) -> None:
-            snapshots = await self._read(
-                [w.reference for w in chunk.writes] + [checkpoint_ref], transaction
-            )
+            references = [w.reference for w in chunk.writes] + [checkpoint_ref]
+            references += [*counted.values(), *hotkeys.values()]
+            unique = list({reference.path: reference for reference in references}.values())
+            snapshots = await self._read(unique, transaction)
             stored = {path: _without_staging(s.to_dict()) for path, s in snapshots.items()}
             pending = await self._pending(stored.values(), transaction)
             current = {path: _effective(doc, pending) for path, doc in stored.items()}
+            # Counted against the tasks as they were before this commit (staged documents
+            # of its earlier transactions still read as the ones they replaced).
+            versions = {
+                task_id: (current.get(reference.path) or {}).get("version", 0)
+                for task_id, reference in counted.items()
+            }
+            new = [c for c in counts if c.sequence > versions[c.task_id]]
+            miners = {
+                hotkey: MinerStats.from_doc(document)
+                for hotkey, reference in hotkeys.items()
+                if (document := current.get(reference.path)) is not None
+            }
             stored_checkpoint = current.get(checkpoint_ref.path)
             advances = checkpoint_advances(
                 checkpoint, stored_checkpoint["checkpoint"] if stored_checkpoint else None
             )
             for item in chunk.writes:
                 before = current.get(item.reference.path)
-                if item.version is None:
-                    if not advances:
-                        continue  # another writer already committed this batch
-                elif before is not None and before["version"] >= item.version:
+                if before is not None and before["version"] >= item.version:
                     continue
                 document = item.document
                 if not chunk.last:
@@ -193,6 +213,8 @@ class FirestoreReadModelStore:
                         "staged": {"commit": chunk.commit_id, "previous": before},
                     }
                 transaction.set(item.reference, document)
+            for stats in tally(miners, new):
+                transaction.set(hotkeys[stats.hotkey], stats.to_doc())
             if chunk.commit_id is not None and chunk.first:
                 transaction.set(self.commits.document(chunk.commit_id), {"started": True})
             if chunk.last:
@@ -201,7 +223,7 @@ class FirestoreReadModelStore:
                 if chunk.commit_id is not None:
                     transaction.delete(self.commits.document(chunk.commit_id))
 
-        await write(self._client.transaction())
+        await write(self._client.transaction(max_attempts=_ATTEMPTS))
 
     # -- staging --------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 LATENCY_SMOOTHING = 0.2
 REWARD_SMOOTHING = 0.1
@@ -150,6 +151,52 @@ class MinerTally:
             self.reward_avg,
             self.evaluations,
         )
+
+
+CountKind = Literal["assigned", "responded", "failed", "timed_out", "rewarded"]
+
+
+@dataclass(frozen=True, slots=True)
+class MinerCount:
+    """What one event of a task changes in one miner's statistics.
+
+    The store applies it in the same transaction that writes the task, and only when
+    the task's stored version is below ``sequence`` (the event was not applied yet):
+    so a redelivered event, or one another writer folded first, counts once.
+    """
+
+    task_id: str
+    sequence: int
+    hotkey: str
+    kind: CountKind
+    value: float = 0.0
+
+
+def tally(stored: Mapping[str, MinerStats], counts: Iterable[MinerCount]) -> list[MinerStats]:
+    """The statistics of the counted miners: what ``stored`` holds, plus ``counts`` in order.
+
+    The moving averages (latency, reward) depend on the order of the counts; the
+    counters do not.
+    """
+    tallies: dict[str, MinerTally] = {}
+    for count in counts:
+        tally = tallies.get(count.hotkey)
+        if tally is None:
+            tally = tallies[count.hotkey] = MinerTally(
+                stored.get(count.hotkey) or MinerStats(count.hotkey)
+            )
+        match count.kind:
+            case "assigned":
+                tally.count_assignment()
+            case "responded":
+                tally.count_response(count.value)
+            case "failed":
+                tally.count_failure()
+            case "timed_out":
+                tally.count_timeout()
+            case "rewarded":
+                tally.count_reward(count.value)
+    return [tally.stats() for tally in tallies.values()]
 
 
 def normalised_weights(stats: list[MinerStats]) -> dict[str, float]:

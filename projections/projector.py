@@ -3,17 +3,22 @@
 Each task's stored state records the last sequence applied (its version); an
 event at or below it is a repeat and changes nothing, neither the task nor
 the miner statistics. The batch's updates and its checkpoint commit together.
+
+Several projectors may write one store at once (projection workers sharing the
+log's partitions, or a worker that lost its partitions and has not noticed yet):
+the store writes a task only above its stored version, and counts an event into
+the miner statistics only when it is above the task's version *as read inside
+the commit's own transaction*, onto the miner rows read there too. What a
+projector read before its commit only saves reads; it decides nothing.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from aggregates import TaskState, evolve
 from events import (
     Batch,
-    Envelope,
     Event,
     MinerAssigned,
     MinerFailed,
@@ -26,7 +31,7 @@ from events import (
 )
 from events.ledger import is_ledger_stream
 from projections.checkpoints import checkpoint_advances
-from projections.miner_stats import MinerStats, MinerTally
+from projections.miner_stats import MinerCount
 from projections.store import ReadModelStore
 
 CONSUMER = "projections"
@@ -61,11 +66,8 @@ class Projector:
         if stored_checkpoint is None or stored_checkpoint != self._committed:
             self._states.clear()
         states = await self._states_of(task_ids)
-        miner_events = [e for e in batch.events if e.type in _MINER_EVENT_TYPES]
-        hotkeys = _hotkeys(miner_events)
-        miners = await self.store.get_miners(hotkeys) if hotkeys else {}
         changed: dict[str, TaskState] = {}
-        tallies = _MinerTallies(miners)
+        counts: list[MinerCount] = []
         for envelope in batch.events:
             if is_ledger_stream(envelope.task_id):
                 continue  # not a task: the proxy's own facts (weights on chain)
@@ -78,14 +80,9 @@ class Projector:
             state = evolve(state, event, parse_time(envelope.occurred_at))
             changed[envelope.task_id] = state
             if envelope.type in _MINER_EVENT_TYPES:
-                tallies.count(event)
+                counts.extend(_counts(envelope.task_id, envelope.sequence, event))
         try:
-            await self.store.commit(
-                self.consumer,
-                batch.checkpoint,
-                list(changed.values()),
-                tallies.stats(),
-            )
+            await self.store.commit(self.consumer, batch.checkpoint, list(changed.values()), counts)
         except BaseException:
             self._states.clear()
             self._committed = None
@@ -134,54 +131,21 @@ _MINER_EVENT_TYPES = frozenset(
 )
 
 
-def _hotkeys(envelopes: Sequence[Envelope]) -> list[str]:
-    found: dict[str, None] = {}
-    for envelope in envelopes:
-        data = envelope.data
-        if envelope.type == "TaskDistributed":
-            for assignment in data.get("assignments", ()):
-                found[assignment["hotkey"]] = None
-        elif envelope.type == "MinerAssigned":
-            found[data["assignment"]["hotkey"]] = None
-        elif envelope.type == "TaskEvaluated":
-            for hotkey in data.get("rewards", {}):
-                found[hotkey] = None
-        elif "hotkey" in data:
-            found[data["hotkey"]] = None
-    return list(found)
-
-
-class _MinerTallies:
-    """The batch's miner statistics: one tally per miner, starting from what the store holds."""
-
-    def __init__(self, stored: dict[str, MinerStats]) -> None:
-        self._stored = stored
-        self._tallies: dict[str, MinerTally] = {}
-
-    def count(self, event: Event) -> None:
-        match event:
-            case TaskDistributed():
-                for assignment in event.assignments:
-                    self._of(assignment.hotkey).count_assignment()
-            case MinerAssigned():
-                self._of(event.assignment.hotkey).count_assignment()
-            case MinerResponded():
-                self._of(event.hotkey).count_response(event.latency_ms)
-            case MinerFailed():
-                self._of(event.hotkey).count_failure()
-            case MinerTimedOut():
-                self._of(event.hotkey).count_timeout()
-            case TaskEvaluated():
-                for hotkey, reward in event.rewards.items():
-                    self._of(hotkey).count_reward(reward)
-
-    def stats(self) -> list[MinerStats]:
-        return [tally.stats() for tally in self._tallies.values()]
-
-    def _of(self, hotkey: str) -> MinerTally:
-        tally = self._tallies.get(hotkey)
-        if tally is None:
-            tally = self._tallies[hotkey] = MinerTally(
-                self._stored.get(hotkey) or MinerStats(hotkey)
-            )
-        return tally
+def _counts(task_id: str, sequence: int, event: Event) -> list[MinerCount]:
+    match event:
+        case TaskDistributed():
+            return [MinerCount(task_id, sequence, a.hotkey, "assigned") for a in event.assignments]
+        case MinerAssigned():
+            return [MinerCount(task_id, sequence, event.assignment.hotkey, "assigned")]
+        case MinerResponded():
+            return [MinerCount(task_id, sequence, event.hotkey, "responded", event.latency_ms)]
+        case MinerFailed():
+            return [MinerCount(task_id, sequence, event.hotkey, "failed")]
+        case MinerTimedOut():
+            return [MinerCount(task_id, sequence, event.hotkey, "timed_out")]
+        case TaskEvaluated():
+            return [
+                MinerCount(task_id, sequence, hotkey, "rewarded", reward)
+                for hotkey, reward in event.rewards.items()
+            ]
+    return []

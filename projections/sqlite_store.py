@@ -14,7 +14,7 @@ from aggregates import TERMINAL, TaskState
 from events import PRIORITY_RANK, format_time
 from events.sqlite_connect import open_wal
 from projections.checkpoints import checkpoint_advances
-from projections.miner_stats import MinerStats
+from projections.miner_stats import MinerCount, MinerStats, tally
 from projections.state_codec import state_from_doc, state_to_doc
 from projections.task_blobs import task_blobs
 
@@ -99,6 +99,28 @@ def _task_row(state: TaskState) -> tuple[Any, ...]:
     )
 
 
+def _versions(connection: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(task_ids), 500):
+        chunk = task_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT task_id, version FROM tasks WHERE task_id IN ({marks})"
+        found.update(connection.execute(query, chunk).fetchall())
+    return found
+
+
+def _miners(connection: sqlite3.Connection, hotkeys: Sequence[str]) -> dict[str, MinerStats]:
+    found: dict[str, MinerStats] = {}
+    for start in range(0, len(hotkeys), 500):
+        chunk = hotkeys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT stats FROM miners WHERE hotkey IN ({marks})"
+        for (raw,) in connection.execute(query, chunk):
+            stats = MinerStats.from_doc(orjson.loads(raw))
+            found[stats.hotkey] = stats
+    return found
+
+
 class SqliteReadModelStore:
     def __init__(self, path: Path, *, durability: str = "normal") -> None:
         # Read models can always be rebuilt from the log, so NORMAL (no fsync per
@@ -123,27 +145,32 @@ class SqliteReadModelStore:
         consumer: str,
         checkpoint: str,
         tasks: Sequence[TaskState],
-        miners: Sequence[MinerStats],
+        counts: Sequence[MinerCount],
     ) -> None:
         task_rows = [_task_row(state) for state in tasks]
         blob_rows = [(digest, state.task_id) for state in tasks for digest in task_blobs(state)]
-        miner_rows = [(stats.hotkey, orjson.dumps(stats.to_doc())) for stats in miners]
+        counted = list(dict.fromkeys(count.task_id for count in counts))
 
         def write() -> None:
             connection = self._writer
+            # One writer at a time, for the whole read-compute-write: a concurrent
+            # commit (another worker's) waits here, and then reads what this one wrote.
             connection.execute("BEGIN IMMEDIATE")
             try:
+                versions = _versions(connection, counted)
+                new = [c for c in counts if c.sequence > versions.get(c.task_id, 0)]
                 connection.executemany(_UPSERT_TASK, task_rows)
                 connection.executemany("INSERT OR IGNORE INTO task_blobs VALUES (?, ?)", blob_rows)
-                stored = connection.execute(
+                if new:
+                    stored = _miners(connection, list(dict.fromkeys(c.hotkey for c in new)))
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO miners VALUES (?, ?)",
+                        [(m.hotkey, orjson.dumps(m.to_doc())) for m in tally(stored, new)],
+                    )
+                row = connection.execute(
                     "SELECT checkpoint FROM checkpoints WHERE consumer = ?", (consumer,)
                 ).fetchone()
-                # Miner statistics are deltas: a batch that does not move the checkpoint
-                # forward was applied already, by us or by a duplicate writer.
-                if checkpoint_advances(checkpoint, stored[0] if stored else None):
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO miners VALUES (?, ?)", miner_rows
-                    )
+                if checkpoint_advances(checkpoint, row[0] if row else None):
                     connection.execute(
                         "INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (consumer, checkpoint)
                     )
@@ -175,15 +202,7 @@ class SqliteReadModelStore:
         return found
 
     async def get_miners(self, hotkeys: Sequence[str]) -> dict[str, MinerStats]:
-        found: dict[str, MinerStats] = {}
-        for start in range(0, len(hotkeys), 500):
-            chunk = hotkeys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT stats FROM miners WHERE hotkey IN ({marks})"
-            for (raw,) in await self._read(query, chunk):
-                stats = MinerStats.from_doc(orjson.loads(raw))
-                found[stats.hotkey] = stats
-        return found
+        return _miners(self._reader_connection, hotkeys)
 
     async def all_miners(self) -> list[MinerStats]:
         rows = await self._read("SELECT stats FROM miners ORDER BY hotkey")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from aggregates import TaskState
-from projections.miner_stats import MinerStats
+from projections.miner_stats import MinerCount, MinerStats
 
 
 class ReadModelStore(Protocol):
@@ -16,9 +16,16 @@ class ReadModelStore(Protocol):
         consumer: str,
         checkpoint: str,
         tasks: Sequence[TaskState],
-        miners: Sequence[MinerStats],
+        counts: Sequence[MinerCount],
     ) -> None:
-        """Write task states, miner statistics and the checkpoint, all or nothing."""
+        """Write task states, miner counts and the checkpoint, all or nothing.
+
+        In one transaction, safe with several writers at once: a task state is written
+        only above the stored version; a count only when its event's sequence is above
+        its task's version as stored before this commit, onto the miner statistics as
+        stored then (so none is lost to a concurrent commit, and none counts twice); the
+        checkpoint only moves forward.
+        """
         ...
 
     async def checkpoint(self, consumer: str) -> str | None: ...

@@ -113,7 +113,9 @@ def parser() -> argparse.ArgumentParser:
     data_dir(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--role", choices=("all", "edge", "processors"), default="all")
+    serve.add_argument(
+        "--role", choices=("all", "edge", "processors", "projections"), default="all"
+    )
     serve.set_defaults(handler=_serve)
 
     audit = commands.add_parser("audit", help="check every hash link and transition of the log")

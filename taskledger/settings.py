@@ -37,8 +37,10 @@ class Settings:
     read_models: str = "sqlite"
     blobs: str = "local"
     durability: str = "full"
-    # Where a processors-only process on the embedded log folds the read models:
-    # "inline" in its own event loop, or "process" in a child process of its own.
+    # Where the read models are folded. Embedded log, processors-only process: "inline"
+    # in its own event loop, or "process" in a child process of its own. Kafka: each
+    # processors process runs a projection worker ("inline", the default), or none
+    # ("workers": projection workers of their own, `serve --role projections`, do it).
     projection: str = "inline"
     api_keys: dict[str, str] = field(default_factory=dict)
     admin_keys: dict[str, str] = field(default_factory=dict)
@@ -132,8 +134,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> Settings:
     if durability not in ("full", "normal"):
         raise SettingsError("TASKLEDGER_DURABILITY: use full or normal")
     projection = get("TASKLEDGER_PROJECTION", defaults.projection)
-    if projection not in ("inline", "process"):
-        raise SettingsError("TASKLEDGER_PROJECTION: use inline or process")
+    if projection not in ("inline", "process", "workers"):
+        raise SettingsError("TASKLEDGER_PROJECTION: use inline, process or workers")
     port = get("TASKLEDGER_PORT")
     if port is not None and not port.isdigit():
         raise SettingsError(f"TASKLEDGER_PORT: {port!r} is not a port number")

@@ -30,9 +30,11 @@ from processors.deadlines import DeadlineKeeper
 from processors.dispatcher import Dispatcher
 from processors.evaluation import Evaluations
 from processors.intake import Intake
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.pool import MinerPool
 from processors.projection_child import ProjectionChild
 from processors.projection_runner import (
+    MAX_BATCH,
     SHARED_LOOP_MAX_BATCH,
     ProjectionRunner,
     StatusBroadcaster,
@@ -55,7 +57,7 @@ from taskledger.backends import (
 )
 from taskledger.deployments import Deployment, open_deployment
 from taskledger.deployments.link_secret import link_secret
-from taskledger.settings import Settings
+from taskledger.settings import Settings, SettingsError
 
 
 def processor_settings(settings: Settings) -> ProcessorSettings:
@@ -105,6 +107,8 @@ class System:
     clock: Callable[[], datetime]
     runtime: Runtime = field(default_factory=Runtime)
     projection_runner: ProjectionRunner | None = None
+    # On Kafka, this process's member of the projection workers' group (None: embedded).
+    projection_worker: ProjectionWorker | None = None
     # On the embedded log, a processors process without an edge may project in a child
     # (TASKLEDGER_PROJECTION=process).
     projection_child: ProjectionChild | None = None
@@ -183,10 +187,32 @@ class System:
             await self.projection_runner.run()
 
     def add_processors(self) -> None:
-        """Register the processors where the deployment runs them."""
+        """Register the processors where the deployment runs them.
+
+        On Kafka the projections are not the leader's: projection workers share the events
+        partitions, one of them here unless TASKLEDGER_PROJECTION=workers leaves them to
+        processes of their own (``serve --role projections``).
+        """
+        # Beside the command processor and the dispatcher: batches that hold the loop briefly.
+        self.projection_worker = self.deployment.projection_worker(
+            self.store, self.broadcaster, SHARED_LOOP_MAX_BATCH
+        )
+        if self.projection_worker is not None and self.settings.projection != "workers":
+            self.runtime.consumer("projections", self.projection_worker.run)
         self.deployment.add_processors(
             self.runtime, self._register_owned, self._register_singletons
         )
+
+    def add_projections(self) -> None:
+        """Only a projection worker (``serve --role projections``, Kafka only)."""
+        worker = self.deployment.projection_worker(self.store, self.broadcaster, MAX_BATCH)
+        if worker is None:
+            raise SettingsError(
+                "--role projections needs a Kafka event log (TASKLEDGER_EVENT_LOG=kafka://…): "
+                "on the embedded log the processors project"
+            )
+        self.projection_worker = worker
+        self.runtime.consumer("projections", worker.run)
 
     def _register_owned(self, runtime: Runtime, owns: Callable[[str], bool] | None) -> Dispatcher:
         """The deadline keeper and the dispatcher's retries for the tasks ``owns`` says are
@@ -210,15 +236,17 @@ class System:
         return dispatcher
 
     def _register_singletons(self, runtime: Runtime) -> None:
-        """What runs once in a deployment: projections, retention, checkpointer and weights,
-        built afresh."""
+        """What runs once in a deployment: retention, checkpointer and weights, and the
+        projections unless projection workers share them (Kafka), built afresh."""
         settings = processor_settings(self.settings)
-        self.projection_runner = ProjectionRunner(
-            self.log,
-            Projector(self.store),
-            self.broadcaster,
-            max_batch=SHARED_LOOP_MAX_BATCH,
-        )
+        if self.projection_worker is None:
+            self.projection_runner = ProjectionRunner(
+                self.log,
+                Projector(self.store),
+                self.broadcaster,
+                max_batch=SHARED_LOOP_MAX_BATCH,
+            )
+            runtime.consumer("projections", self._project)
         retention = Retention(
             self.commands,
             self.store,
@@ -226,7 +254,6 @@ class System:
             timedelta(seconds=settings.retention_seconds),
             self.clock,
         )
-        runtime.consumer("projections", self._project)
         runtime.periodic("retention", settings.retention_tick_seconds, retention.tick)
         features = self.deployment.features
         self.checkpointer = register_checkpointer(

@@ -5,6 +5,7 @@
 - :mod:`~events.kafka.partition_state`: what the log and its writers know of the partitions;
 - :mod:`~events.kafka.writer`: the single, transactional writer of some partitions;
 - :mod:`~events.kafka.reads`, :mod:`~events.kafka.subscriptions`: streams, subscriptions;
+- :mod:`~events.kafka.shares`: a consumer group member's share of the events partitions;
 - :mod:`~events.kafka.checkpoints`: consumer checkpoints and the log chain's checkpoints;
 - :mod:`~events.kafka.clients`: the clients' settings, and creating the topics;
 - :mod:`~events.kafka.log`: :class:`KafkaEventLog`, the ``EventLog`` port on all of them;
@@ -22,6 +23,7 @@ from events.kafka.quiet_logs import (
     configure_kafka_logging,
     install_fenced_transaction_filter,
 )
+from events.kafka.shares import PartitionBatch
 from events.kafka.topics import DEFAULT_PARTITIONS, KafkaTopics, input_key, partition_for
 from events.kafka.writer import (
     OutRecord,
@@ -40,6 +42,7 @@ __all__ = [
     "KafkaEventLog",
     "KafkaTopics",
     "OutRecord",
+    "PartitionBatch",
     "PendingAppend",
     "StreamWriter",
     "TransactionFailed",

@@ -30,6 +30,7 @@ delays reads (up to ``read_timeout``) and appends (``append_timeout``). The head
 process has read live in a :class:`~events.kafka.heads.HeadsTable`: the recently used
 ones in memory, the rest in a private temporary file that goes with the process, so memory
 does not grow with the number of tasks. ``subscribe``: see :mod:`events.kafka.subscriptions`;
+``share`` (a consumer group's share of the partitions): see :mod:`events.kafka.shares`;
 checkpoints: see :mod:`events.kafka.checkpoints`.
 """
 
@@ -52,6 +53,7 @@ from events.kafka.clients import ClientSettings, ensure_topics, stop_quietly
 from events.kafka.heads import DEFAULT_HEADS_IN_MEMORY
 from events.kafka.partition_state import PartitionState
 from events.kafka.reads import MetaReader, StreamReader
+from events.kafka.shares import PartitionBatch, StartOf, shared_subscription
 from events.kafka.subscriptions import subscription
 from events.kafka.topics import DEFAULT_PARTITIONS, KafkaTopics
 from events.kafka.writer import PendingAppend, StreamWriter, TransactionFailed, WriterFenced
@@ -354,6 +356,23 @@ class KafkaEventLog:
             lambda: self._closed,
             after=after,
             follow=follow,
+            batch_size=batch_size,
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+
+    async def share(
+        self, group: str, start_of: StartOf, *, batch_size: int = 1000
+    ) -> AsyncIterator[PartitionBatch]:
+        """The events of the partitions ``group`` gives this member (see ``shares``)."""
+        await self.start()
+        batches = shared_subscription(
+            self.settings,
+            self._state,
+            lambda: self._closed,
+            group=group,
+            start_of=start_of,
             batch_size=batch_size,
         )
         async with contextlib.aclosing(batches):

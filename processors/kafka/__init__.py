@@ -8,5 +8,6 @@
 - ``leadership``: which process leads (the owner of partition 0);
 - ``bus``: runs commands through the processors for everyone else, as the embedded commands would;
 - ``replies``: a command's reply, as it travels on ``<prefix>.replies``;
-- ``status_topic``: the tasks' status documents on ``<prefix>.status``, fanned out.
+- ``status_topic``: the tasks' status documents on ``<prefix>.status``, fanned out;
+- ``projection_workers``: the read models, folded by a consumer group's members.
 """

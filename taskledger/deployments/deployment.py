@@ -12,7 +12,9 @@ from events.capabilities import LogFeatures
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.dispatcher import Dispatcher
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 
@@ -58,6 +60,13 @@ class Deployment(Protocol):
     ) -> None:
         """Run the processors: the dispatching of the tasks this process owns in
         ``runtime``; the singletons there too, or on whichever process leads."""
+        ...
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
+    ) -> ProjectionWorker | None:
+        """A member of the group of projection workers (Kafka), or None where the leader
+        projects the whole log (embedded)."""
         ...
 
     def projection_child(

@@ -11,7 +11,9 @@ from events.sqlite_log import SqliteEventLog
 from http_edge.context import StatusChanges
 from processors.command_port import TaskCommands
 from processors.commands import EmbeddedCommands
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersOwned, RegistersSingletons
@@ -43,6 +45,12 @@ class EmbeddedDeployment:
         singletons(runtime)
         dispatcher = owned(runtime, None)
         runtime.consumer("dispatcher", dispatcher.run)
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
+    ) -> ProjectionWorker | None:
+        """None: the leader projects the whole log."""
+        return None
 
     def projection_child(
         self, store: ReadModelStore, store_path: Path | None

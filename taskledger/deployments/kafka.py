@@ -1,7 +1,7 @@
 """The Kafka deployment: commands go to their partition's owner, status comes from the
-status topic, every processor process dispatches the tasks of the partitions it owns, and
-what runs once in a deployment (projections, retention, checkpointer, weights) runs on one
-leader."""
+status topic, every processor process dispatches the tasks of the partitions it owns,
+projection workers share the events partitions, and what runs once in a deployment
+(retention, checkpointer, weights) runs on one leader."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from processors.command_port import TaskCommands
 from processors.kafka.bus import KafkaCommandBus
 from processors.kafka.owned import OwnedPartitions
 from processors.kafka.processor import KafkaCommandProcessor
+from processors.kafka.projection_workers import ProjectionWorker
 from processors.kafka.status_topic import StatusTopicFeed
 from processors.projection_child import ProjectionChild
+from processors.projection_runner import StatusBroadcaster
 from processors.runtime import Runtime
 from projections.store import ReadModelStore
 from taskledger.deployments.deployment import RegistersOwned, RegistersSingletons
@@ -88,3 +90,9 @@ class KafkaDeployment:
         await self._feed.close()
         await self._bus.close()
         await self._kafka.close()
+
+    def projection_worker(
+        self, store: ReadModelStore, broadcaster: StatusBroadcaster, max_batch: int
+    ) -> ProjectionWorker | None:
+        """A member of ``<prefix>.projections``: any number share the events partitions."""
+        return ProjectionWorker(self._kafka, store, broadcaster, max_batch=max_batch)

@@ -10,6 +10,7 @@ Every task state here is real: decided and folded by the aggregate (through the
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
 import itertools
 from collections import Counter, defaultdict
@@ -34,6 +35,7 @@ from events import MinerAssignment, Priority
 from events.sqlite_log import SqliteEventLog
 from processors.commands import EmbeddedCommands
 from projections import MinerStats, Projector, ReadModelStore
+from projections.miner_stats import CountKind, MinerCount
 from tests.support.histories import ENDINGS, MINER_TIMEOUT, Ledger, interleave, lifecycle
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -107,12 +109,23 @@ class Tasks:
 async def commit(
     store: ReadModelStore,
     tasks: Sequence[TaskState] = (),
-    miners: Sequence[MinerStats] = (),
+    counts: Sequence[MinerCount] = (),
     checkpoint: str | None = None,
 ) -> str:
     checkpoint = checkpoint or next_checkpoint()
-    await store.commit(CONSUMER, checkpoint, tasks, miners)
+    await store.commit(CONSUMER, checkpoint, tasks, counts)
     return checkpoint
+
+
+def counted(
+    hotkey: str, *kinds: CountKind | tuple[CountKind, float], task_id: str = "t", after: int = 0
+) -> list[MinerCount]:
+    """Counts for one miner, as events ``after + 1``, ``after + 2``… of ``task_id``."""
+    counts = []
+    for sequence, kind in enumerate(kinds, start=after + 1):
+        what, value = kind if isinstance(kind, tuple) else (kind, 0.0)
+        counts.append(MinerCount(task_id, sequence, hotkey, what, value))
+    return counts
 
 
 def miner_counts(states: Iterable[TaskState]) -> dict[str, dict[str, int]]:
@@ -263,33 +276,61 @@ class ReadModelStoreContract(abc.ABC):
 
     # -- miners -----------------------------------------------------------------
 
-    async def test_miner_stats_round_trip(self, store: ReadModelStore) -> None:
+    async def test_miner_counts_fold_into_the_stored_statistics(
+        self, store: ReadModelStore
+    ) -> None:
         fast = MinerStats("hk-fast").on_assigned().on_responded(50.0).on_rewarded(0.8)
         slow = MinerStats("hk-slow").on_assigned().on_assigned().on_timed_out().on_failed()
-        await commit(store, miners=[slow, fast])
+        counts = counted("hk-fast", "assigned", ("responded", 50.0), ("rewarded", 0.8))
+        counts += counted("hk-slow", "assigned", "assigned", "timed_out", "failed", task_id="u")
+        await commit(store, counts=counts)
         assert await store.get_miners(["hk-fast", "nobody"]) == {"hk-fast": fast}
         assert await store.get_miners([]) == {}
         assert await store.all_miners() == [fast, slow]
-        busier = fast.on_assigned()
-        await commit(store, miners=[busier])
+        await commit(store, counts=counted("hk-fast", "assigned", task_id="v"))
         assert await store.get_miners(["hk-fast", "hk-slow"]) == {
-            "hk-fast": busier,
+            "hk-fast": fast.on_assigned(),
             "hk-slow": slow,
         }
 
-    async def test_miner_stats_of_a_commit_that_does_not_advance_the_checkpoint_are_dropped(
+    async def test_counts_of_events_already_applied_to_their_task_are_dropped(
         self, store: ReadModelStore
     ) -> None:
-        # A duplicate writer computed its counts on top of the first writer's: the
-        # checkpoint shows it committed a batch that is already in.
+        # A duplicate writer (a redelivery, or a second worker on the same partition)
+        # counted the same events: the task's stored version shows they are in.
         tasks = Tasks()
         tasks.create("t", at=T0)
         state = tasks.distribute("t", T0 + timedelta(seconds=1))
-        once = MinerStats("hk-a").on_assigned()
-        checkpoint = await commit(store, [state], [once])
-        await commit(store, [state], [once.on_assigned()], checkpoint=checkpoint)
-        assert await store.get_miners(["hk-a"]) == {"hk-a": once}
-        assert await store.checkpoint(CONSUMER) == checkpoint
+        counts = [MinerCount("t", state.version, hotkey, "assigned") for hotkey in HOTKEYS]
+        checkpoint = await commit(store, [state], counts)
+        once = {hotkey: MinerStats(hotkey).on_assigned() for hotkey in HOTKEYS}
+        assert await store.get_miners(list(HOTKEYS)) == once
+        await commit(store, [state], counts, checkpoint=checkpoint)
+        await commit(store, [state], counts)
+        assert await store.get_miners(list(HOTKEYS)) == once
+        assert await store.get_task("t") == state
+
+    async def test_concurrent_commits_on_the_same_miner_lose_no_count(
+        self, store: ReadModelStore
+    ) -> None:
+        # Two workers, each folding its own tasks, both counting into the same miners.
+        tasks = Tasks()
+        states = {f"t{i}": tasks.create(f"t{i}", at=T0) for i in range(8)}
+        distributed = {t: tasks.distribute(t, T0 + timedelta(seconds=1)) for t in states}
+
+        async def worker(task_ids: list[str]) -> None:
+            for task_id in task_ids:
+                state = distributed[task_id]
+                counts = [MinerCount(task_id, state.version, h, "assigned") for h in HOTKEYS]
+                await store.commit(f"worker-{task_ids[0]}", next_checkpoint(), [state], counts)
+
+        ids = list(states)
+        await asyncio.gather(worker(ids[0::2]), worker(ids[1::2]))
+        await worker(ids[0::2])  # and one of them again: nothing changes
+        expected = MinerStats("hk-a")
+        for _ in ids:
+            expected = expected.on_assigned()
+        assert (await store.get_miners(["hk-a"]))["hk-a"] == expected
 
     # -- queries ----------------------------------------------------------------
 
@@ -445,7 +486,7 @@ class ReadModelStoreContract(abc.ABC):
     async def test_reset_drops_every_read_model_and_checkpoint(self, store: ReadModelStore) -> None:
         tasks = Tasks()
         states = [tasks.finish("a", "approved", T0), tasks.create("p", at=T0)]
-        await commit(store, states, [MinerStats("hk-a").on_assigned()])
+        await commit(store, states, counted("hk-a", "assigned", task_id="p"))
         await store.reset()
         assert await store.get_tasks(["a", "p"]) == {}
         assert await store.all_miners() == []
@@ -466,8 +507,13 @@ class ReadModelStoreContract(abc.ABC):
     ) -> None:
         tasks = Tasks()
         states = [tasks.create(f"t{i:04d}", at=T0 + timedelta(seconds=i)) for i in range(1100)]
-        miners = [MinerStats(f"hk-{i}").on_assigned() for i in range(3)]
-        checkpoint = await commit(store, states, miners)
+        counts = [MinerCount(s.task_id, 1, f"hk-{i % 3}", "assigned") for i, s in enumerate(states)]
+        checkpoint = await commit(store, states, counts)
+        miners = [MinerStats(f"hk-{i}") for i in range(3)]
+        for _ in range(len(states) // 3):
+            miners = [m.on_assigned() for m in miners]
+        miners[0] = miners[0].on_assigned()
+        miners[1] = miners[1].on_assigned()
         assert await store.get_tasks([s.task_id for s in states]) == {s.task_id: s for s in states}
         assert await store.all_miners() == miners
         assert await store.checkpoint(CONSUMER) == checkpoint

@@ -28,6 +28,7 @@ from tests.contract.read_model_store_contract import (  # noqa: E402
     ReadModelStoreContract,
     Tasks,
     commit,
+    counted,
     digest,
 )
 from tests.support.histories import ENDINGS, interleave, lifecycle  # noqa: E402
@@ -176,13 +177,14 @@ async def test_a_commit_that_crashed_halfway_is_rolled_back_for_readers_until_re
     tasks = Tasks()
     created = {f"t{i}": tasks.create(f"t{i}", at=T0) for i in range(5)}
     store = new_store()
-    await commit(store, list(created.values()), [MinerStats("hk-a").on_assigned()])
+    await commit(store, list(created.values()), counted("hk-a", "assigned", task_id="t0"))
     distributed = {t: tasks.distribute(t, T0 + timedelta(seconds=1)) for t in created}
     busier = MinerStats("hk-a").on_assigned().on_assigned()
+    again = counted("hk-a", "assigned", task_id="t0", after=1)
 
     _crash_before(monkeypatch, store, lambda chunk: chunk.last)
     with pytest.raises(ConnectionAbortedError):
-        await commit(store, list(distributed.values()), [busier])
+        await commit(store, list(distributed.values()), again)
 
     reader = new_store()
     assert await reader.get_tasks(list(created)) == created
@@ -190,7 +192,7 @@ async def test_a_commit_that_crashed_halfway_is_rolled_back_for_readers_until_re
     # The queries are not held back: they already see the staged states.
     assert await reader.status_counts() == {"DISTRIBUTED": 4, "PENDING": 1}
 
-    await commit(reader, list(distributed.values()), [busier])
+    await commit(reader, list(distributed.values()), again)
     assert await reader.get_tasks(list(created)) == distributed
     assert await reader.get_miners(["hk-a"]) == {"hk-a": busier}
     assert await new_store().get_tasks(list(created)) == distributed
@@ -227,7 +229,8 @@ async def test_documents_are_laid_out_for_the_queries(new_store: StoreFactory) -
     state = tasks.respond("speaker", HOTKEYS[0], T0 + timedelta(seconds=2), audio)
     stats = MinerStats("hk-a").on_assigned().on_responded(80.0)
     store = new_store()
-    await commit(store, [state], [stats], checkpoint="17")
+    counts = counted("hk-a", "assigned", ("responded", 80.0), task_id="speaker")
+    await commit(store, [state], counts, checkpoint="17")
 
     task = (await store.tasks.document("speaker").get()).to_dict()
     assert task == {
@@ -253,7 +256,7 @@ async def test_a_prefix_keeps_two_stores_apart(new_store: StoreFactory) -> None:
     tasks = Tasks()
     blue, green = new_store(prefix="blue_"), new_store(prefix="green_")
     state = tasks.create("t", at=T0)
-    await commit(blue, [state], [MinerStats("hk-a")], checkpoint="5")
+    await commit(blue, [state], counted("hk-a", "assigned"), checkpoint="5")
     assert await green.get_task("t") is None
     assert await green.checkpoint("projections") is None
     assert await green.all_miners() == []
