@@ -14,6 +14,10 @@ from events.kafka import configure_kafka_logging
 from taskledger.collector import tune_collector
 from taskledger.settings import Settings, SettingsError, from_environment
 
+# What one `taskledger serve` process runs: everything, or one of the roles a deployment
+# splits into (docker-compose.kafka.yml runs each split role as a service).
+SERVE_ROLES = ("all", "edge", "processors", "projections")
+
 
 def _settings(arguments: argparse.Namespace) -> Settings:
     return from_environment().with_overrides(
@@ -113,9 +117,7 @@ def parser() -> argparse.ArgumentParser:
     data_dir(serve)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument(
-        "--role", choices=("all", "edge", "processors", "projections"), default="all"
-    )
+    serve.add_argument("--role", choices=SERVE_ROLES, default="all")
     serve.set_defaults(handler=_serve)
 
     audit = commands.add_parser("audit", help="check every hash link and transition of the log")
