@@ -216,7 +216,7 @@ def _start(
 
 
 def start_servers(
-    data_dir: Path, event_log: str = "sqlite", *, peers_apart: bool = False
+    data_dir: Path, event_log: str = "sqlite", *, peers_apart: bool = False, processors: int = 1
 ) -> tuple[list[subprocess.Popen[str]], str, str]:
     """The edge and the processors as two processes on one data directory.
 
@@ -225,7 +225,11 @@ def start_servers(
     miners and the reference validator run in a third process, as on machines of their
     own, and the processors read the miners from the file it writes (as
     ``TASKLEDGER_MINERS_FILE``); otherwise they run inside the processors process.
+    ``processors`` > 1 starts that many processors processes (Kafka; with ``peers_apart``,
+    so that one set of miners and one validator serve them all). The processes come in the
+    order peers (if apart), processors, edge.
     """
+    assert processors == 1 or peers_apart, "several processors processes share apart peers"
     port = free_port("127.0.0.1")
     started: list[subprocess.Popen[str]] = []
     extra: tuple[str, ...] = ()
@@ -235,11 +239,12 @@ def start_servers(
         peers, _ = _start(data_dir, port, "peers", event_log, "--miners-file", miners_file)
         started.append(peers)
         extra = ("--miners-file", miners_file)
-    processors, _ = _start(data_dir, port, "processors", event_log, *extra)
+    for _ in range(processors):
+        started.append(_start(data_dir, port, "processors", event_log, *extra)[0])
     edge, ready = _start(data_dir, port, "edge", event_log)
     # Terminated in this order: the validator (with the peers or the processors) first, so
     # that it does not go on asking an edge that has gone.
-    return [*started, processors, edge], str(ready["url"]), str(ready["key"])
+    return [*started, edge], str(ready["url"]), str(ready["key"])
 
 
 async def drive(
