@@ -48,7 +48,11 @@ class Load:
         self.session = session
         self.api = url.rstrip("/") + "/api/v1"
         self.headers = {"Authorization": f"Bearer {key}"}
-        self._lean = Http1Client(limit=256, limit_per_peer=256, max_response_bytes=1 << 24)
+        # Kept alive for less than the edge's idle timeout (TASKLEDGER_IDLE_TIMEOUT, 5 s):
+        # a connection reused just as the edge closes it fails mid-answer.
+        self._lean = Http1Client(
+            limit=256, limit_per_peer=256, max_response_bytes=1 << 24, keepalive_seconds=4.0
+        )
         self._use_lean = lean and Http1Client.handles(URL(self.api))
 
     async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
