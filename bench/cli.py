@@ -316,6 +316,7 @@ def kafka(arguments: argparse.Namespace) -> int:
         processors=tuple(arguments.processors),
         embedded_warm_seconds=arguments.embedded_warm_seconds,
         profile=arguments.profile,
+        steady_rate=arguments.steady_rate,
     )
     figures.update(run_kafka_bench(arguments.bootstrap, plan))
     return publish(
@@ -414,6 +415,13 @@ def add_parser(commands: Any) -> None:
         type=float,
         default=15.0,
         help="warm-up of the embedded pipeline and of each Kafka pipeline after the first",
+    )
+    kafka_parser.add_argument(
+        "--steady-rate",
+        type=float,
+        default=50.0,
+        help="tasks/s of the steady phase (--seconds long), which both pipelines keep up "
+        "with, for CPU per lifecycle at the same work per second",
     )
     kafka_parser.add_argument(
         "--profile",

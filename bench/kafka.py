@@ -208,6 +208,7 @@ class Plan:
     processors: tuple[int, ...] = (1,)
     embedded_warm_seconds: float = 15.0
     profile: Path | None = None
+    steady_rate: float = 50.0
 
 
 @dataclass
@@ -220,18 +221,33 @@ class Pipeline:
 
 
 async def measured_lifecycles(load: Load, plan: Plan, pipeline: Pipeline) -> dict[str, Any]:
-    """The lifecycle phase, with each process's CPU seconds over it (and the load
-    generator's, this process's own), per completed lifecycle."""
+    """The steady phase, then the lifecycle phase, each with each process's CPU seconds
+    over it (and the load generator's, this process's own), per completed lifecycle.
+
+    Steady: ``steady_rate`` tasks/s for ``seconds``, until all are terminal, a rate both
+    pipelines keep up with, so that they do the same work per second; the lifecycle
+    phase (as many as go) depends on how fast each goes, and on what else the machine
+    runs, more."""
     pids = {**pipeline.pids, "load": os.getpid()}
     meter = CpuMeter(pids, pipeline.trees)
+    sent: dict[str, float] = {}
+    meter.start()
+    await offer(load, plan.steady_rate, plan.seconds, sent)
+    steady = _per_lifecycle({"lifecycles": len(sent)}, meter.stop())
     with Profilers(plan.profile, pids, pipeline.tag):
         meter.start()
         lifecycles = await lifecycle_phase(load, plan.tasks)
         spent = meter.stop()
-    count = max(1, lifecycles["lifecycles"])
-    lifecycles["cpu_seconds"] = spent
-    lifecycles["cpu_ms_per_lifecycle"] = {name: 1000 * s / count for name, s in spent.items()}
+    lifecycles = _per_lifecycle(lifecycles, spent)
+    lifecycles["steady"] = steady
     return lifecycles
+
+
+def _per_lifecycle(phase: dict[str, Any], spent: dict[str, float]) -> dict[str, Any]:
+    count = max(1, phase["lifecycles"])
+    phase["cpu_seconds"] = spent
+    phase["cpu_ms_per_lifecycle"] = {name: 1000 * s / count for name, s in spent.items()}
+    return phase
 
 
 def _named(processes: list[subprocess.Popen[str]], processors: int) -> dict[str, int]:
@@ -338,4 +354,7 @@ def run_kafka_bench(bootstrap: str | None, plan: Plan) -> dict[str, Any]:
     ours = ours_ms(figures["lifecycles"]["cpu_ms_per_lifecycle"])
     theirs = ours_ms(embedded["lifecycles"]["cpu_ms_per_lifecycle"])
     figures["cpu_ratio_to_embedded"] = ours / theirs if theirs else float("nan")
+    ours = ours_ms(figures["lifecycles"]["steady"]["cpu_ms_per_lifecycle"])
+    theirs = ours_ms(embedded["lifecycles"]["steady"]["cpu_ms_per_lifecycle"])
+    figures["steady_cpu_ratio_to_embedded"] = ours / theirs if theirs else float("nan")
     return figures

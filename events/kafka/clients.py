@@ -22,14 +22,6 @@ _TOPIC_ALREADY_EXISTS = 36
 # commit marker, and a fetch that brings only a marker moves the position without returning
 # a record, so a long wait would be sat out in full at the end of every partition.
 CATCH_UP_WAIT_MS = 5
-# A subscription that follows the log (the leader's dispatcher, projections, checkpointer)
-# lets the broker gather several transactions into one fetch: it answers once this many
-# bytes are there or after FOLLOW_WAIT_MS. With the default of one byte, each of those
-# consumers fetched once per transaction of the command processor, and a request to the
-# broker costs its sender a socket write and its answer's decoding (on 2 cores, the
-# leader's largest cost on Kafka). It delays what they see by FOLLOW_WAIT_MS at most.
-FOLLOW_MIN_BYTES = 256 * 1024
-FOLLOW_WAIT_MS = 20
 
 T = TypeVar("T")
 
@@ -55,7 +47,6 @@ class ClientSettings:
         role: str,
         isolation_level: str = "read_committed",
         fetch_max_wait_ms: int | None = None,
-        fetch_min_bytes: int = 1,
     ) -> Any:
         """An unstarted consumer outside any group, reading from the earliest offsets."""
         return AIOKafkaConsumer(
@@ -66,7 +57,6 @@ class ClientSettings:
             auto_offset_reset="earliest",
             isolation_level=isolation_level,
             fetch_max_wait_ms=self.poll_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
-            fetch_min_bytes=fetch_min_bytes,
             request_timeout_ms=self.request_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )

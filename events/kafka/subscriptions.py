@@ -17,13 +17,7 @@ from aiokafka import TopicPartition
 
 from events.envelope import Envelope
 from events.kafka.checkpoints import decode_checkpoint, encode_checkpoint
-from events.kafka.clients import (
-    CATCH_UP_WAIT_MS,
-    FOLLOW_MIN_BYTES,
-    FOLLOW_WAIT_MS,
-    ClientSettings,
-    stop_quietly,
-)
+from events.kafka.clients import CATCH_UP_WAIT_MS, ClientSettings, stop_quietly
 from events.kafka.partition_state import PartitionState
 from events.log import Batch
 
@@ -41,14 +35,7 @@ async def subscription(
     start = decode_checkpoint(after)
     topics = state.topics
     tps = [TopicPartition(topics.events, p) for p in range(topics.partitions)]
-    # A read to the end keeps the default fetch (see CATCH_UP_WAIT_MS); a follower batches.
-    consumer = (
-        settings.consumer(
-            "subscriber", fetch_max_wait_ms=FOLLOW_WAIT_MS, fetch_min_bytes=FOLLOW_MIN_BYTES
-        )
-        if follow
-        else settings.consumer("subscriber")
-    )
+    consumer = settings.consumer("subscriber")
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -32,22 +32,23 @@ def test_top_functions_count_each_function_once_per_sample(tmp_path: Path) -> No
     assert top["idle (b.py)"] == (0.25, 0.25)
 
 
-def _pipeline(processors: int, cpu: dict[str, float], rate: float) -> dict[str, object]:
+def _phases(cpu: dict[str, float], rate: float) -> dict[str, object]:
+    steady = {name: value / 2 for name, value in cpu.items()}
     return {
-        "processors": processors,
-        "lifecycles": {"lifecycles_per_second": rate, "cpu_ms_per_lifecycle": cpu},
+        "lifecycles_per_second": rate,
+        "cpu_ms_per_lifecycle": cpu,
+        "steady": {"cpu_ms_per_lifecycle": steady},
     }
+
+
+def _pipeline(processors: int, cpu: dict[str, float], rate: float) -> dict[str, object]:
+    return {"processors": processors, "lifecycles": _phases(cpu, rate)}
 
 
 def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline() -> None:
     one = _pipeline(1, {"edge": 3.0, "processors-1": 5.0, "broker": 3.0, "load": 1.0}, 80)
     two = _pipeline(2, {"edge": 3.0, "processors-1": 4.0, "processors-2": 3.0, "broker": 4.0}, 90)
-    embedded = {
-        "lifecycles": {
-            "lifecycles_per_second": 300,
-            "cpu_ms_per_lifecycle": {"edge": 2.0, "processors-1": 2.0, "load": 0.5},
-        }
-    }
+    embedded = {"lifecycles": _phases({"edge": 2.0, "processors-1": 2.0, "load": 0.5}, 300)}
     latency = {
         "offered_per_second": 200.0,
         "to_distributed_p50_ms": 20.0,
@@ -62,6 +63,7 @@ def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline(
         "by_processors": [one, two],
         "embedded": embedded,
         "cpu_ratio_to_embedded": 2.0,
+        "steady_cpu_ratio_to_embedded": 1.25,
     }
     markdown = kafka_markdown(figures, Plan(processors=(1, 2)), None)
     assert "| CPU ms per lifecycle | Kafka, 1 processor | Kafka, 2 processors | embedded" in (
@@ -71,5 +73,6 @@ def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline(
     assert "| ours + broker | 11.00 | 14.00 | 4.00 |" in markdown
     assert "| processors-2 |  | 3.00 |  |" in markdown
     assert "| lifecycles/s | 80 | 90 | 300 |" in markdown
-    assert "2.00x" in markdown
+    assert "| ours (edge + processors) | 4.00 | 5.00 | 2.00 |" in markdown  # steady
+    assert "1.25x at 50 tasks/s, 2.00x as fast as they go" in markdown
     assert "`taskledger bench kafka --processors 1 2`" in markdown
