@@ -11,11 +11,6 @@ from processors.command_core import AnyCommand, CommandRequest
 from processors.commands import new_id
 from processors.kafka.messages import command_id_of, encode_command
 
-# Commands sent within this many milliseconds of each other go to the broker in one request,
-# and reach their partition's owner in one fetch, decided in one transaction: fewer
-# requests for the edge, the broker and the processor, for at most this much more time.
-LINGER_MS = 5
-
 
 class CommandPublisher:
     """Puts commands on the commands topic, in their task's partition (for edges and tests)."""
@@ -31,7 +26,6 @@ class CommandPublisher:
             client_id=f"{self._log.topics.prefix}-commands",
             enable_idempotence=True,
             acks="all",
-            linger_ms=LINGER_MS,
         )
         await self._producer.start()
 
