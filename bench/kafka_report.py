@@ -9,6 +9,28 @@ from bench.kafka import Plan, ours_ms
 _GOAL_RATIO = 1.5
 
 
+# The command's defaults (bench/cli.py): options left at them are not spelled out.
+_DEFAULTS = Plan(repeats=5)
+
+
+def command_line(plan: Plan) -> str:
+    """The `bench kafka` command that ran ``plan``, with the options not at their defaults."""
+    options = [
+        ("--rate", plan.rate, _DEFAULTS.rate),
+        ("--seconds", plan.seconds, _DEFAULTS.seconds),
+        ("--tasks", plan.tasks, _DEFAULTS.tasks),
+        ("--warm-seconds", plan.warm_seconds, _DEFAULTS.warm_seconds),
+        ("--repeats", plan.repeats, _DEFAULTS.repeats),
+        ("--embedded-warm-seconds", plan.embedded_warm_seconds, _DEFAULTS.embedded_warm_seconds),
+        ("--steady-rate", plan.steady_rate, _DEFAULTS.steady_rate),
+    ]
+    words = ["taskledger bench kafka"]
+    if plan.processors != _DEFAULTS.processors:
+        words.append("--processors " + " ".join(str(n) for n in plan.processors))
+    words += [f"{name} {value:g}" for name, value, default in options if value != default]
+    return " ".join(words)
+
+
 def _spread(figures: dict[str, Any], plan: Plan) -> tuple[list[float], list[float]]:
     runs = figures["latency_runs"]
     p50s = sorted(run["latency"]["to_distributed_p50_ms"] for run in runs)
@@ -105,11 +127,7 @@ def kafka_markdown(figures: dict[str, Any], plan: Plan, bootstrap: str | None) -
     latency, topic = figures["latency"], figures["status_topic"]
     p50s, p99s = _spread(figures, plan)
     broker = bootstrap or "a single-node Kafka 4.1.1 started by the command"
-    command = "taskledger bench kafka" + (
-        " --processors " + " ".join(str(n) for n in plan.processors)
-        if plan.processors != (1,)
-        else ""
-    )
+    command = command_line(plan)
     return "\n".join(
         [
             "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.cpu import CpuMeter, cpu_seconds, top_functions
 from bench.kafka import Plan
-from bench.kafka_report import kafka_markdown
+from bench.kafka_report import command_line, kafka_markdown
 
 
 def test_a_process_cpu_seconds_grow_with_the_work_it_does() -> None:
@@ -65,7 +65,7 @@ def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline(
         "cpu_ratio_to_embedded": 2.0,
         "steady_cpu_ratio_to_embedded": 1.25,
     }
-    markdown = kafka_markdown(figures, Plan(processors=(1, 2)), None)
+    markdown = kafka_markdown(figures, Plan(processors=(1, 2), repeats=5), None)
     assert "| CPU ms per lifecycle | Kafka, 1 processor | Kafka, 2 processors | embedded" in (
         markdown
     )
@@ -76,3 +76,5 @@ def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline(
     assert "| ours (edge + processors) | 4.00 | 5.00 | 2.00 |" in markdown  # steady
     assert "1.25x at 50 tasks/s, 2.00x as fast as they go" in markdown
     assert "`taskledger bench kafka --processors 1 2`" in markdown
+    shorter = Plan(processors=(1,), repeats=3, warm_seconds=30)
+    assert command_line(shorter) == "taskledger bench kafka --warm-seconds 30 --repeats 3"
