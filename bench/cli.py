@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench.report import machine, publish
@@ -302,76 +303,29 @@ def http_dashboard(arguments: argparse.Namespace) -> int:
 
 
 def kafka(arguments: argparse.Namespace) -> int:
-    from bench.kafka import run_kafka_bench
+    from bench.kafka import Plan, run_kafka_bench
+    from bench.kafka_report import kafka_markdown, kafka_text
 
     figures: dict[str, Any] = {"machine": machine()}
-    figures.update(
-        run_kafka_bench(
-            arguments.bootstrap,
-            rate=arguments.rate,
-            seconds=arguments.seconds,
-            tasks=arguments.tasks,
-            warm_seconds=arguments.warm_seconds,
-            repeats=arguments.repeats,
-        )
+    plan = Plan(
+        rate=arguments.rate,
+        seconds=arguments.seconds,
+        tasks=arguments.tasks,
+        warm_seconds=arguments.warm_seconds,
+        repeats=arguments.repeats,
+        processors=tuple(arguments.processors),
+        embedded_warm_seconds=arguments.embedded_warm_seconds,
+        profile=arguments.profile,
+        steady_rate=arguments.steady_rate,
     )
-    latency, topic, lifecycles = figures["latency"], figures["status_topic"], figures["lifecycles"]
-    runs = figures["latency_runs"]
-    p50s = sorted(run["latency"]["to_distributed_p50_ms"] for run in runs)
-    p99s = sorted(run["latency"]["to_distributed_p99_ms"] for run in runs)
-    spread = (
-        f"the median of {len(runs)} runs of {arguments.seconds:.0f} s; p99 "
-        f"{p99s[0]:.1f} to {p99s[-1]:.1f} ms, p50 {p50s[0]:.1f} to {p50s[-1]:.1f} ms"
-        if len(runs) > 1
-        else "one run"
-    )
-    text = (
-        f"machine: {figures['machine']}\n"
-        f"pipeline: {figures['pipeline_events_per_second']:,.0f} events/s "
-        f"({lifecycles['lifecycles_per_second']:,.0f} lifecycles/s)\n"
-        f"at {latency['offered_per_second']:.0f} tasks/s offered: intake to DISTRIBUTED "
-        f"p50 {latency['to_distributed_p50_ms']:.1f} ms, p99 "
-        f"{latency['to_distributed_p99_ms']:.1f} ms; to the status topic p50 "
-        f"{topic['to_status_topic_p50_ms']:.1f} ms, "
-        f"p99 {topic['to_status_topic_p99_ms']:.1f} ms ({spread})"
-    )
-    broker = arguments.bootstrap or "a single-node Kafka 4.1.1 started by the command"
-    markdown = "\n".join(
-        [
-            "## Kafka (the whole pipeline on one local broker, broker on the same 2 cores)",
-            "",
-            f"Command: `taskledger bench kafka`; broker: {broker}. The proxy runs with "
-            "`TASKLEDGER_EVENT_LOG=kafka://…` as two processes: `--role edge`, sending "
-            "commands through the broker, and `--role processors` (the command processor "
-            "and, as leader, the dispatcher, deadlines and projections; fast miners, the "
-            "reference validator over HTTP). The load and a plain aiokafka follower of the "
-            "status topic run in a third, after one task has gone all the way and "
-            f"{arguments.warm_seconds:.0f} s of load at the offered rate (unmeasured: a "
-            "freshly started broker spends its first minute compiling). Events/s "
-            "counts 8 events per completed lifecycle. Latency: the run with the median "
-            f"p99 of {len(runs)} open-loop runs of {arguments.seconds:.0f} s each, one "
-            "after another on the same pipeline"
-            + (
-                f" (p99 {', '.join(f'{v:.1f}' for v in p99s)} ms; "
-                f"p50 {p50s[0]:.1f} to {p50s[-1]:.1f} ms)."
-                if len(runs) > 1
-                else "."
-            ),
-            "",
-            "| figure | goal | measured |",
-            "|---|---|---|",
-            f"| events/s through the pipeline | ≥ 20,000 | "
-            f"{figures['pipeline_events_per_second']:,.0f} |",
-            f"| intake → DISTRIBUTED p99 at {latency['offered_per_second']:.0f} tasks/s "
-            f"offered | < 50 ms | {latency['to_distributed_p99_ms']:.1f} ms "
-            f"(p50 {latency['to_distributed_p50_ms']:.1f} ms) |",
-            f"| intake → status topic (first status past PENDING) | | p50 "
-            f"{topic['to_status_topic_p50_ms']:.1f} ms, p99 "
-            f"{topic['to_status_topic_p99_ms']:.1f} ms |",
-        ]
-    )
+    figures.update(run_kafka_bench(arguments.bootstrap, plan))
     return publish(
-        "kafka", figures, text, markdown, as_json=arguments.json, keep=not arguments.no_record
+        "kafka",
+        figures,
+        kafka_text(figures, plan),
+        kafka_markdown(figures, plan, arguments.bootstrap),
+        as_json=arguments.json,
+        keep=not arguments.no_record,
     )
 
 
@@ -447,6 +401,33 @@ def add_parser(commands: Any) -> None:
         type=positive_int,
         default=5,
         help="latency runs in a row; the one with the median p99 is reported (default 5)",
+    )
+    kafka_parser.add_argument(
+        "--processors",
+        type=positive_int,
+        nargs="+",
+        default=[1],
+        help="processors processes; several counts run one pipeline each, in turn, and "
+        "compare their lifecycles/s and CPU (default 1)",
+    )
+    kafka_parser.add_argument(
+        "--embedded-warm-seconds",
+        type=float,
+        default=15.0,
+        help="warm-up of the embedded pipeline and of each Kafka pipeline after the first",
+    )
+    kafka_parser.add_argument(
+        "--steady-rate",
+        type=float,
+        default=50.0,
+        help="tasks/s of the steady phase (--seconds long), which both pipelines keep up "
+        "with, for CPU per lifecycle at the same work per second",
+    )
+    kafka_parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a folder: py-spy (if on PATH) samples each process over the lifecycle "
+        "phases into it (its CPU figures are then not for recording)",
     )
     kafka_parser.add_argument("--json", action="store_true")
     kafka_parser.add_argument("--no-record", action="store_true")

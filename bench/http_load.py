@@ -48,7 +48,11 @@ class Load:
         self.session = session
         self.api = url.rstrip("/") + "/api/v1"
         self.headers = {"Authorization": f"Bearer {key}"}
-        self._lean = Http1Client(limit=256, limit_per_peer=256, max_response_bytes=1 << 24)
+        # Kept alive for less than the edge's idle timeout (TASKLEDGER_IDLE_TIMEOUT, 5 s):
+        # a connection reused just as the edge closes it fails mid-answer.
+        self._lean = Http1Client(
+            limit=256, limit_per_peer=256, max_response_bytes=1 << 24, keepalive_seconds=4.0
+        )
         self._use_lean = lean and Http1Client.handles(URL(self.api))
 
     async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -216,7 +220,7 @@ def _start(
 
 
 def start_servers(
-    data_dir: Path, event_log: str = "sqlite", *, peers_apart: bool = False
+    data_dir: Path, event_log: str = "sqlite", *, peers_apart: bool = False, processors: int = 1
 ) -> tuple[list[subprocess.Popen[str]], str, str]:
     """The edge and the processors as two processes on one data directory.
 
@@ -225,7 +229,11 @@ def start_servers(
     miners and the reference validator run in a third process, as on machines of their
     own, and the processors read the miners from the file it writes (as
     ``TASKLEDGER_MINERS_FILE``); otherwise they run inside the processors process.
+    ``processors`` > 1 starts that many processors processes (Kafka; with ``peers_apart``,
+    so that one set of miners and one validator serve them all). The processes come in the
+    order peers (if apart), processors, edge.
     """
+    assert processors == 1 or peers_apart, "several processors processes share apart peers"
     port = free_port("127.0.0.1")
     started: list[subprocess.Popen[str]] = []
     extra: tuple[str, ...] = ()
@@ -235,11 +243,12 @@ def start_servers(
         peers, _ = _start(data_dir, port, "peers", event_log, "--miners-file", miners_file)
         started.append(peers)
         extra = ("--miners-file", miners_file)
-    processors, _ = _start(data_dir, port, "processors", event_log, *extra)
+    for _ in range(processors):
+        started.append(_start(data_dir, port, "processors", event_log, *extra)[0])
     edge, ready = _start(data_dir, port, "edge", event_log)
     # Terminated in this order: the validator (with the peers or the processors) first, so
     # that it does not go on asking an edge that has gone.
-    return [*started, processors, edge], str(ready["url"]), str(ready["key"])
+    return [*started, edge], str(ready["url"]), str(ready["key"])
 
 
 async def drive(

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench.cpu import CpuMeter, Profilers
 from bench.http_load import (
     Load,
     latency_phase,
@@ -130,11 +132,11 @@ async def _drive(
     key: str,
     bootstrap: str,
     prefix: str,
-    rate: float,
-    seconds: float,
-    tasks: int,
+    plan: Plan,
+    pipeline: Pipeline,
+    *,
+    measure_latency: bool,
     warm_seconds: float,
-    repeats: int,
 ) -> dict[str, Any]:
     follower = StatusFollower(bootstrap, prefix)
     await follower.start()
@@ -146,20 +148,22 @@ async def _drive(
             try:
                 await _warm_up(load)
                 if warm_seconds > 0:
-                    await offer(load, rate, warm_seconds, {})  # not measured: see above
-                for _ in range(repeats):
-                    runs.append(await _latency_run(load, follower, rate, seconds))
-                lifecycles = await lifecycle_phase(load, tasks)
+                    await offer(load, plan.rate, warm_seconds, {})  # not measured: see above
+                for _ in range(plan.repeats if measure_latency else 0):
+                    runs.append(await _latency_run(load, follower, plan.rate, plan.seconds))
+                lifecycles = await measured_lifecycles(load, plan, pipeline)
             finally:
                 await load.close()
     finally:
         await follower.stop()
-    return {
-        **median_run(runs),
-        "latency_runs": runs,
+    figures: dict[str, Any] = {
         "lifecycles": lifecycles,
         "pipeline_events_per_second": lifecycles["lifecycles_per_second"] * EVENTS_PER_LIFECYCLE,
     }
+    if runs:
+        figures.update(median_run(runs))
+        figures["latency_runs"] = runs
+    return figures
 
 
 async def _latency_run(
@@ -192,29 +196,165 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
-def run_kafka_bench(
-    bootstrap: str | None,
-    rate: float = 200.0,
-    seconds: float = 10.0,
-    tasks: int = 1000,
-    warm_seconds: float = 60.0,
-    repeats: int = 1,
+@dataclass(frozen=True)
+class Plan:
+    """What one `bench kafka` run does (see the command's options)."""
+
+    rate: float = 200.0
+    seconds: float = 10.0
+    tasks: int = 1000
+    warm_seconds: float = 60.0
+    repeats: int = 1
+    processors: tuple[int, ...] = (1,)
+    embedded_warm_seconds: float = 15.0
+    profile: Path | None = None
+    steady_rate: float = 50.0
+
+
+@dataclass
+class Pipeline:
+    """The processes of one pipeline under test, by name, and what it is called."""
+
+    tag: str
+    pids: dict[str, int] = field(default_factory=dict)
+    trees: frozenset[str] = frozenset()
+
+
+async def measured_lifecycles(load: Load, plan: Plan, pipeline: Pipeline) -> dict[str, Any]:
+    """The steady phase, then the lifecycle phase, each with each process's CPU seconds
+    over it (and the load generator's, this process's own), per completed lifecycle.
+
+    Steady: ``steady_rate`` tasks/s for ``seconds``, until all are terminal, a rate both
+    pipelines keep up with, so that they do the same work per second; the lifecycle
+    phase (as many as go) depends on how fast each goes, and on what else the machine
+    runs, more."""
+    pids = {**pipeline.pids, "load": os.getpid()}
+    meter = CpuMeter(pids, pipeline.trees)
+    sent: dict[str, float] = {}
+    meter.start()
+    await offer(load, plan.steady_rate, plan.seconds, sent)
+    steady = _per_lifecycle({"lifecycles": len(sent)}, meter.stop())
+    with Profilers(plan.profile, pids, pipeline.tag):
+        meter.start()
+        lifecycles = await lifecycle_phase(load, plan.tasks)
+        spent = meter.stop()
+    lifecycles = _per_lifecycle(lifecycles, spent)
+    lifecycles["steady"] = steady
+    return lifecycles
+
+
+def _per_lifecycle(phase: dict[str, Any], spent: dict[str, float]) -> dict[str, Any]:
+    count = max(1, phase["lifecycles"])
+    phase["cpu_seconds"] = spent
+    phase["cpu_ms_per_lifecycle"] = {name: 1000 * s / count for name, s in spent.items()}
+    return phase
+
+
+def _named(processes: list[subprocess.Popen[str]], processors: int) -> dict[str, int]:
+    """start_servers' processes (peers apart) by name: peers, processors-1…N, edge."""
+    names = ["peers", *(f"processors-{n}" for n in range(1, processors + 1)), "edge"]
+    return {name: process.pid for name, process in zip(names, processes, strict=True)}
+
+
+def ours_ms(cpu_ms: dict[str, float]) -> float:
+    """taskledger's own processes: the edge and the processors (not the broker, the
+    miners and validator, nor the load)."""
+    return sum(v for name, v in cpu_ms.items() if name == "edge" or name.startswith("processors"))
+
+
+def _kafka_pipeline(
+    directory: Path,
+    bootstrap: str,
+    broker_pid: int | None,
+    plan: Plan,
+    processors: int,
+    first: bool,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="taskledger-kafka-bench-") as directory:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    event_log = f"kafka://{bootstrap}?prefix={prefix}&partitions=6"
+    processes, url, key = start_servers(
+        directory / prefix, event_log, peers_apart=True, processors=processors
+    )
+    pipeline = Pipeline(f"kafka-{processors}p", _named(processes, processors))
+    if broker_pid is not None:
+        pipeline.pids["broker"] = broker_pid
+        pipeline.trees = frozenset({"broker"})
+    # The broker's JIT warm-up is paid once: later pipelines on it warm up briefly.
+    warm = plan.warm_seconds if first else min(plan.warm_seconds, plan.embedded_warm_seconds)
+    try:
+        figures = asyncio.run(
+            _drive(
+                url,
+                key,
+                bootstrap,
+                prefix,
+                plan,
+                pipeline,
+                measure_latency=first,
+                warm_seconds=warm,
+            )
+        )
+    finally:
+        stop(processes)
+    figures["processors"] = processors
+    return figures
+
+
+async def _drive_embedded(url: str, key: str, plan: Plan, pipeline: Pipeline) -> dict[str, Any]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        load = Load(session, url, key, lean=True)
+        try:
+            await _warm_up(load)
+            if plan.embedded_warm_seconds > 0:
+                await offer(load, plan.rate, plan.embedded_warm_seconds, {})
+            return await measured_lifecycles(load, plan, pipeline)
+        finally:
+            await load.close()
+
+
+def run_embedded(directory: Path, plan: Plan) -> dict[str, Any]:
+    """`bench http`'s system (edge and processors on one SQLite log), peers apart as on
+    Kafka, over the same lifecycle phase."""
+    processes, url, key = start_servers(directory / "embedded", peers_apart=True)
+    try:
+        pipeline = Pipeline("embedded", _named(processes, 1))
+        return {"lifecycles": asyncio.run(_drive_embedded(url, key, plan, pipeline))}
+    finally:
+        stop(processes)
+
+
+def run_kafka_bench(bootstrap: str | None, plan: Plan) -> dict[str, Any]:
+    """Each processors count of the plan on Kafka (the first with the latency runs), then
+    the embedded pipeline, and the ratio of their CPU per lifecycle."""
+    with tempfile.TemporaryDirectory(prefix="taskledger-kafka-bench-") as name:
+        directory = Path(name)
         broker = None
         if bootstrap is None:
-            broker, bootstrap = start_broker(Path(directory))
-        prefix = f"bench{uuid.uuid4().hex[:8]}"
-        event_log = f"kafka://{bootstrap}?prefix={prefix}&partitions=6"
+            broker, bootstrap = start_broker(directory)
         try:
-            processes, url, key = start_servers(Path(directory) / "data", event_log)
-            try:
-                return asyncio.run(
-                    _drive(url, key, bootstrap, prefix, rate, seconds, tasks, warm_seconds, repeats)
+            pipelines = [
+                _kafka_pipeline(
+                    directory,
+                    bootstrap,
+                    None if broker is None else broker.pid,
+                    plan,
+                    count,
+                    index == 0,
                 )
-            finally:
-                stop(processes)
+                for index, count in enumerate(plan.processors)
+            ]
         finally:
             if broker is not None:
                 os.killpg(broker.pid, signal.SIGTERM)
                 broker.wait(timeout=60)
+        embedded = run_embedded(directory, plan)
+    figures = dict(pipelines[0])
+    figures["by_processors"] = pipelines
+    figures["embedded"] = embedded
+    ours = ours_ms(figures["lifecycles"]["cpu_ms_per_lifecycle"])
+    theirs = ours_ms(embedded["lifecycles"]["cpu_ms_per_lifecycle"])
+    figures["cpu_ratio_to_embedded"] = ours / theirs if theirs else float("nan")
+    ours = ours_ms(figures["lifecycles"]["steady"]["cpu_ms_per_lifecycle"])
+    theirs = ours_ms(embedded["lifecycles"]["steady"]["cpu_ms_per_lifecycle"])
+    figures["steady_cpu_ratio_to_embedded"] = ours / theirs if theirs else float("nan")
+    return figures

@@ -61,15 +61,21 @@ class ClientSettings:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
 
-    async def consumer_at_end(self, role: str, tps: Sequence[TopicPartition]) -> Any:
-        """A started consumer of committed records on ``tps``, positioned at their ends now."""
+    async def consumer_at_end(
+        self, role: str, tps: Sequence[TopicPartition], fetch_max_wait_ms: int = 20
+    ) -> Any:
+        """A started consumer of committed records on ``tps``, positioned at their ends now.
+
+        ``fetch_max_wait_ms``: how long the broker holds a fetch when there is nothing to
+        read (it answers as soon as there is): how often an idle follower asks again.
+        """
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.prefix}-{role}",
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         await consumer.start()
         try:

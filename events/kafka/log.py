@@ -189,14 +189,18 @@ class KafkaEventLog:
         await self._meta.start()
         await self._streams.start()
 
-    async def follow_from_end(self, role: str, tps: Sequence[TopicPartition]) -> Any:
+    async def follow_from_end(
+        self, role: str, tps: Sequence[TopicPartition], *, fetch_max_wait_ms: int = 20
+    ) -> Any:
         """A started consumer of committed records on ``tps``, positioned at their ends now.
 
         For followers that care only about what comes next (command replies, status for
-        live streams): nothing written after this returns is missed.
+        live streams): nothing written after this returns is missed. A follower that never
+        pauses, seeks or changes its partitions may let an idle fetch wait longer
+        (``fetch_max_wait_ms``): what arrives is answered at once all the same.
         """
         await self.start()
-        return await self.settings.consumer_at_end(role, tps)
+        return await self.settings.consumer_at_end(role, tps, fetch_max_wait_ms)
 
     async def close(self) -> None:
         if self._closed:
