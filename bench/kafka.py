@@ -2,8 +2,9 @@
 
 The proxy runs with `TASKLEDGER_EVENT_LOG=kafka://…` as two processes, as an operator
 would split it: the edge (`--role edge`), which sends commands through the broker, and
-the processors (`--role processors`: the command processor, and as leader the dispatcher,
-deadlines and projections, with fast miners and the reference validator); the load comes
+the processors (`--role processors`: the command processor, the dispatcher and deadline
+keeper of the partitions it owns and a projection worker; the leader also runs retention
+and the checkpointer), with fast miners and the reference validator; the load comes
 from this process over loopback. Besides the HTTP phases it
 follows `<prefix>.status` with a plain aiokafka consumer, to time intake to the
 first status document past PENDING on the topic.

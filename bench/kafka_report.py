@@ -134,8 +134,9 @@ def kafka_markdown(figures: dict[str, Any], plan: Plan, bootstrap: str | None) -
             "",
             f"Command: `{command}`; broker: {broker}. The proxy runs with "
             "`TASKLEDGER_EVENT_LOG=kafka://…` as separate processes: `--role edge`, sending "
-            "commands through the broker, and `--role processors` (the command processor "
-            "and, as leader, the dispatcher, deadlines and projections); the fast miners and "
+            "commands through the broker, and `--role processors` (each: the command processor, "
+            "the dispatcher and deadlines of the partitions it owns, a projection worker; "
+            "the leader also retention and the checkpointer); the fast miners and "
             "the reference validator (over HTTP) run in a process of their own, as with "
             "`bench http --peers-apart`. The load and a plain aiokafka follower of the "
             "status topic run in the command's process, after one task has gone all the way "
