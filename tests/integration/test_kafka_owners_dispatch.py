@@ -12,7 +12,6 @@ leader, archives approved tasks on whichever process leads after the kill.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import subprocess
@@ -32,7 +31,7 @@ from miners.identity import Identity
 from taskledger.dev import free_port
 from tests.support.fast_miners import FakeMiner, slow
 from tests.support.kafka_broker import KafkaBroker
-from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment
+from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment, summarization_miners_file
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -141,15 +140,7 @@ async def test_both_processors_dispatch_and_a_kill_loses_and_doubles_nothing(
     prefix = f"owners-{uuid.uuid4().hex[:10]}"
     event_log = f"kafka://{kafka.bootstrap}?prefix={prefix}&partitions=4"
     async with miners(3) as fleet:
-        miners_file = tmp_path / "miners.json"
-        miners_file.write_text(
-            json.dumps(
-                [
-                    {"hotkey": m.hotkey, "url": m.info.url, "capabilities": ["summarization"]}
-                    for m in fleet
-                ]
-            )
-        )
+        miners_file = summarization_miners_file(tmp_path / "miners.json", fleet)
         deployment = Deployment(tmp_path, event_log, miners_file)
         # The miner timeout (30 s) outlasts the group's session (6 s): the work the victim
         # sent just before dying is sent again by the partition's next owner before its

@@ -31,7 +31,7 @@ from miners.identity import Identity
 from taskledger.dev import free_port
 from tests.support.fast_miners import FakeMiner, answer
 from tests.support.kafka_broker import KafkaBroker
-from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment
+from tests.support.serve_deployment import API_KEY, VALIDATOR, Deployment, summarization_miners_file
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -103,15 +103,7 @@ async def test_edges_and_processors_as_separate_processes(
     prefix = f"roles-{uuid.uuid4().hex[:10]}"
     event_log = f"kafka://{kafka.bootstrap}?prefix={prefix}&partitions=4"
     async with miners(3) as fleet:
-        miners_file = tmp_path / "miners.json"
-        miners_file.write_text(
-            json.dumps(
-                [
-                    {"hotkey": m.hotkey, "url": m.info.url, "capabilities": ["summarization"]}
-                    for m in fleet
-                ]
-            )
-        )
+        miners_file = summarization_miners_file(tmp_path / "miners.json", fleet)
         deployment = Deployment(tmp_path, event_log, miners_file)
         edges = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
         try:

@@ -4,18 +4,30 @@ one event log, the same proxy wallet, a client key and a validator."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from miners.identity import Identity
 from tests.support.dev_process import stop_groups, wait_healthy
+from tests.support.fast_miners import FakeMiner
 
 API_KEY = "roles-client-key-0123456789"
 
 
 VALIDATOR = Identity.from_seed(bytes([7]) * 32, "validator")
+
+
+def summarization_miners_file(path: Path, fleet: Iterable[FakeMiner]) -> Path:
+    """A miners file (``TASKLEDGER_MINERS_FILE``) naming ``fleet`` as summarization miners."""
+    miners = [
+        {"hotkey": m.hotkey, "url": m.info.url, "capabilities": ["summarization"]} for m in fleet
+    ]
+    path.write_text(json.dumps(miners))
+    return path
 
 
 class Deployment:
