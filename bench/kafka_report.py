@@ -71,6 +71,32 @@ def _cpu_rows(figures: dict[str, Any], steady: bool = False) -> list[tuple[str, 
     return [*rows, *totals, ("lifecycles/s", rates)]
 
 
+def scaling(figures: dict[str, Any]) -> str | None:
+    """Dispatch capacity of the largest processors count against the first, as measured
+    (lifecycles/s on this machine, where every process shares its cores) and as predicted
+    for processes with a core each: the busiest processor is the limit, and it does one
+    lifecycle per its CPU ms per lifecycle (of all lifecycles) at most."""
+    pipelines = figures["by_processors"]
+    if len(pipelines) < 2:
+        return None
+    first, last = pipelines[0], pipelines[-1]
+
+    def busiest(pipeline: dict[str, Any]) -> float:
+        cpu: dict[str, float] = pipeline["lifecycles"]["cpu_ms_per_lifecycle"]
+        return max(ms for name, ms in cpu.items() if name.startswith("processors"))
+
+    measured = (
+        last["lifecycles"]["lifecycles_per_second"] / first["lifecycles"]["lifecycles_per_second"]
+    )
+    predicted = busiest(first) / busiest(last)
+    return (
+        f"{last['processors']} processors / {first['processors']}: {measured:.2f}x lifecycles/s "
+        f"on this machine (its 2 cores shared by every process and the broker); "
+        f"{predicted:.2f}x predicted with a core each (the busiest processor at "
+        f"{busiest(last):.2f} against {busiest(first):.2f} CPU ms per lifecycle)"
+    )
+
+
 def _headers(figures: dict[str, Any]) -> list[str]:
     kafka = [
         f"Kafka, {p['processors']} processor{'' if p['processors'] == 1 else 's'}"
@@ -90,6 +116,9 @@ def cpu_text(figures: dict[str, Any]) -> str:
         f"{figures['cpu_ratio_to_embedded']:.2f}x in the lifecycle phase "
         f"(goal ≤ {_GOAL_RATIO}x)"
     )
+    capacity = scaling(figures)
+    if capacity is not None:
+        lines.append("dispatch capacity, " + capacity)
     return "\n".join(lines)
 
 
@@ -165,6 +194,11 @@ def kafka_markdown(figures: dict[str, Any], plan: Plan, bootstrap: str | None) -
             f"| CPU per lifecycle, edge + processors on Kafka / embedded | ≤ {_GOAL_RATIO}x | "
             f"{figures['steady_cpu_ratio_to_embedded']:.2f}x at {plan.steady_rate:.0f} "
             f"tasks/s, {figures['cpu_ratio_to_embedded']:.2f}x as fast as they go |",
+            *(
+                [f"| dispatch capacity, more processors | | {capacity} |"]
+                if (capacity := scaling(figures)) is not None
+                else []
+            ),
             "",
             "CPU per lifecycle: each process's user + system CPU (from /proc, its threads "
             "and, for the broker, its JVM child) over a phase, divided by the lifecycles "

@@ -76,5 +76,8 @@ def test_the_kafka_section_shows_cpu_per_lifecycle_beside_the_embedded_pipeline(
     assert "| ours (edge + processors) | 4.00 | 5.00 | 2.00 |" in markdown  # steady
     assert "1.25x at 50 tasks/s, 2.00x as fast as they go" in markdown
     assert "`taskledger bench kafka --processors 1 2`" in markdown
+    # Busiest processor: 5.00 ms per lifecycle alone, 4.00 of two: 1.25x with a core each.
+    assert "2 processors / 1: 1.12x lifecycles/s on this machine" in markdown
+    assert "1.25x predicted with a core each" in markdown
     shorter = Plan(processors=(1,), repeats=3, warm_seconds=30)
     assert command_line(shorter) == "taskledger bench kafka --warm-seconds 30 --repeats 3"
