@@ -25,10 +25,10 @@ from events.log import Batch
 # After handing over a batch, a following subscription lets this long pass before it takes
 # the next. The consumer fetches no more while records it fetched wait to be taken, so a
 # follower under load fetches at most once per pause, and its batch holds what came
-# meanwhile: without the pause, each of the leader's followers (dispatcher, projections,
-# checkpointer) fetched once per transaction of the command processor, a request its
-# process writes and decodes and the broker answers; fetches were the largest cost of the
-# processors process on Kafka. An event after a quiet spell is still taken at once.
+# meanwhile: without the pause, each follower of the whole log (the leader's checkpointer;
+# before issue 18 also its dispatcher and projections) fetched once per transaction of the
+# command processor, a request its process writes and decodes and the broker answers. An
+# event after a quiet spell is still taken at once.
 GATHER_SECONDS = 0.02
 FOLLOW_IDLE_WAIT_MS = 500
 
