@@ -12,11 +12,12 @@ A partition just taken may hold tasks its previous owner created but never distr
 distributed without their work reaching the miners. On taking it, the read model's PENDING
 tasks of the partition are queued and its DISTRIBUTED tasks' work is sent again. The read
 model lags (and catches up only once the projections run again, if the leader died), so the
-sweep repeats every few seconds: PENDING tasks not queued yet are queued, and for a while
-after the take (``redeliver_seconds``) DISTRIBUTED tasks are sent once each — unless this
-process sent their work itself, as it may have before a rebalance that gave the partition
-back to it: its work sender still awaits those miners' answers. A
-task whose partition moves on is dropped from the queue; should two owners overlap for a
+sweep repeats every few seconds for a minute after a take, then every half minute as a
+safety net (each sweep reads all PENDING tasks of the read model): PENDING tasks not queued
+yet are queued, and for a while after the take (``redeliver_seconds``) DISTRIBUTED tasks are
+sent once each — unless this process sent their work itself, as it may have before a
+rebalance that gave the partition back to it: its work sender still awaits those miners'
+answers. A task whose partition moves on is dropped from the queue; should two owners overlap for a
 moment, the decider refuses the second distribution of a task that is no longer PENDING.
 Miners' load is shared through the read model, as between edges: the dispatcher takes the
 in-flight counts from it now and then, and counts its own assignments in between.
@@ -60,11 +61,19 @@ class OwnedPartitions:
         partition_of: Callable[[str], int],
         *,
         sweep_seconds: float = 2.0,
+        settle_seconds: float = 60.0,
+        quiet_sweep_seconds: float = 30.0,
         load_seconds: float = 5.0,
         redeliver_seconds: float = 15.0,
     ) -> None:
         self._partition_of = partition_of
         self._sweep_seconds = sweep_seconds
+        # Every sweep_seconds for settle_seconds after a partition was taken (the read
+        # model catches up with its previous owner), then every quiet_sweep_seconds only:
+        # each sweep reads every PENDING task of the read model, documents on Firestore.
+        self._settle_seconds = settle_seconds
+        self._quiet_sweep_seconds = quiet_sweep_seconds
+        self._last_taken = float("-inf")
         self._load_seconds = load_seconds
         self._redeliver_seconds = redeliver_seconds
         self.partitions: frozenset[int] = frozenset()
@@ -88,6 +97,7 @@ class OwnedPartitions:
         self.partitions = now
         logger.info("dispatching the tasks of partitions %s", sorted(now))
         if taken:
+            self._last_taken = time.monotonic()
             self._swept.set()
 
     def committed(self, events: Sequence[Envelope]) -> None:
@@ -117,15 +127,20 @@ class OwnedPartitions:
 
     async def _sweep(self, dispatcher: Dispatcher) -> None:
         reported = dispatcher.distributed
-        loaded = time.monotonic()
+        loaded = swept = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._swept.wait(), self._sweep_seconds)
+            taken_now = self._swept.is_set()
             self._swept.clear()
-            if time.monotonic() - loaded > self._load_seconds:
-                loaded = time.monotonic()
+            now = time.monotonic()
+            if now - loaded > self._load_seconds:
+                loaded = now
                 await dispatcher.reseed_load()
-            await self.sweep_once(dispatcher)
+            settling = now - self._last_taken < self._settle_seconds
+            if taken_now or settling or now - swept >= self._quiet_sweep_seconds:
+                swept = now
+                await self.sweep_once(dispatcher)
             if dispatcher.distributed != reported:
                 reported = dispatcher.distributed
                 logger.info(

@@ -6,7 +6,7 @@ deadline keeper leaves other owners' tasks alone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,3 +169,35 @@ async def test_the_deadline_keeper_times_out_only_owned_tasks(system: System) ->
     assert await keeper.tick() == 1
     assert (await system.commands.load(ours)).status == "FAILED"
     assert (await system.commands.load(theirs)).status == "PENDING"
+
+
+async def test_the_read_model_is_swept_often_only_while_a_taken_partition_settles(
+    system: System,
+) -> None:
+    owned = OwnedPartitions(
+        Partitions(), sweep_seconds=0.02, settle_seconds=0.5, quiet_sweep_seconds=3600
+    )
+    dispatcher = owned_dispatcher(system, owned)
+    sweeps: list[float] = []
+    sweep = dispatcher.sweep
+
+    async def counted(redeliver: Callable[[str], bool] | None = None) -> int:
+        sweeps.append(asyncio.get_running_loop().time())
+        return await sweep(redeliver)
+
+    dispatcher.sweep = counted  # type: ignore[method-assign]
+    running = asyncio.create_task(owned.run(dispatcher))
+    try:
+        owned.owned([0])
+        await asyncio.sleep(1.0)  # the settling minute, shortened to half a second
+        settled = len(sweeps)
+        assert settled >= 2
+        await asyncio.sleep(0.5)
+        assert len(sweeps) == settled  # quiet: the next sweep is an hour away
+        owned.owned([0, 1])  # a partition taken: swept at once, and often again
+        await asyncio.sleep(0.3)
+        assert len(sweeps) >= settled + 2
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
