@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,26 +99,25 @@ def _task_row(state: TaskState) -> tuple[Any, ...]:
     )
 
 
+def _rows_in(
+    connection: sqlite3.Connection, query: str, keys: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query`` (ending in ``IN``) for ``keys``, 500 keys a statement (below
+    SQLite's limit of bound parameters)."""
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        yield from connection.execute(f"{query} ({','.join('?' * len(chunk))})", chunk)
+
+
 def _versions(connection: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(task_ids), 500):
-        chunk = task_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        query = f"SELECT task_id, version FROM tasks WHERE task_id IN ({marks})"
-        found.update(connection.execute(query, chunk).fetchall())
-    return found
+    query = "SELECT task_id, version FROM tasks WHERE task_id IN"
+    return dict(_rows_in(connection, query, task_ids))
 
 
 def _miners(connection: sqlite3.Connection, hotkeys: Sequence[str]) -> dict[str, MinerStats]:
-    found: dict[str, MinerStats] = {}
-    for start in range(0, len(hotkeys), 500):
-        chunk = hotkeys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        query = f"SELECT stats FROM miners WHERE hotkey IN ({marks})"
-        for (raw,) in connection.execute(query, chunk):
-            stats = MinerStats.from_doc(orjson.loads(raw))
-            found[stats.hotkey] = stats
-    return found
+    rows = _rows_in(connection, "SELECT stats FROM miners WHERE hotkey IN", hotkeys)
+    found = (MinerStats.from_doc(orjson.loads(raw)) for (raw,) in rows)
+    return {stats.hotkey: stats for stats in found}
 
 
 class SqliteReadModelStore:
@@ -192,14 +191,9 @@ class SqliteReadModelStore:
         return state_from_doc(orjson.loads(rows[0][0])) if rows else None
 
     async def get_tasks(self, task_ids: Sequence[str]) -> dict[str, TaskState]:
-        found: dict[str, TaskState] = {}
-        for start in range(0, len(task_ids), 500):
-            chunk = task_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for (raw,) in await self._read(f"{_TASK_COLUMNS} WHERE task_id IN ({marks})", chunk):
-                state = state_from_doc(orjson.loads(raw))
-                found[state.task_id] = state
-        return found
+        rows = _rows_in(self._reader_connection, f"{_TASK_COLUMNS} WHERE task_id IN", task_ids)
+        found = (state_from_doc(orjson.loads(raw)) for (raw,) in rows)
+        return {state.task_id: state for state in found}
 
     async def get_miners(self, hotkeys: Sequence[str]) -> dict[str, MinerStats]:
         return _miners(self._reader_connection, hotkeys)
