@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,21 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[str], str]:
             return process, f"127.0.0.1:{port}"
     os.killpg(process.pid, signal.SIGKILL)
     raise RuntimeError("the Kafka broker did not start (is Maven reachable for the jars?)")
+
+
+@contextlib.contextmanager
+def kafka_broker(workdir: Path, bootstrap: str | None) -> Iterator[tuple[str, int | None]]:
+    """``bootstrap`` if one is given, else a broker of our own for the block (stopped after
+    it): its address, and its pid when it is ours (for its CPU)."""
+    if bootstrap is not None:
+        yield bootstrap, None
+        return
+    broker, address = start_broker(workdir)
+    try:
+        yield address, broker.pid
+    finally:
+        os.killpg(broker.pid, signal.SIGTERM)
+        broker.wait(timeout=60)
 
 
 async def _warm_up(load: Load, timeout: float = 120.0) -> None:
@@ -329,25 +345,11 @@ def run_kafka_bench(bootstrap: str | None, plan: Plan) -> dict[str, Any]:
     the embedded pipeline, and the ratio of their CPU per lifecycle."""
     with tempfile.TemporaryDirectory(prefix="taskledger-kafka-bench-") as name:
         directory = Path(name)
-        broker = None
-        if bootstrap is None:
-            broker, bootstrap = start_broker(directory)
-        try:
+        with kafka_broker(directory, bootstrap) as (address, broker_pid):
             pipelines = [
-                _kafka_pipeline(
-                    directory,
-                    bootstrap,
-                    None if broker is None else broker.pid,
-                    plan,
-                    count,
-                    index == 0,
-                )
+                _kafka_pipeline(directory, address, broker_pid, plan, count, index == 0)
                 for index, count in enumerate(plan.processors)
             ]
-        finally:
-            if broker is not None:
-                os.killpg(broker.pid, signal.SIGTERM)
-                broker.wait(timeout=60)
         embedded = run_embedded(directory, plan)
     figures = dict(pipelines[0])
     figures["by_processors"] = pipelines

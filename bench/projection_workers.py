@@ -35,6 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from bench.kafka import kafka_broker
 from bench.report import machine, publish
 from bench.workload import EVENTS_PER_TASK, lifecycles
 from events.kafka import KafkaEventLog
@@ -211,24 +212,15 @@ def run_projection_workers_bench(
     figures: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="taskledger-workers-bench-") as directory:
         root = Path(directory)
-        broker = None
-        if bootstrap is None:
-            from bench.kafka import start_broker
-
-            broker, bootstrap = start_broker(root)
-        try:
+        with kafka_broker(root, bootstrap) as (address, _pid):
             prefix = f"pwbench{uuid.uuid4().hex[:8]}"
-            source = f"kafka://{bootstrap}?prefix={prefix}&partitions={partitions}"
+            source = f"kafka://{address}?prefix={prefix}&partitions={partitions}"
             began = time.monotonic()
             events = asyncio.run(fill(source, tasks))
             figures["fill_seconds"] = time.monotonic() - began
             figures["events"] = events
-            one = run_workers(source, bootstrap, root / "one", 1, events)
-            two = run_workers(source, bootstrap, root / "two", 2, events)
-        finally:
-            if broker is not None:
-                os.killpg(broker.pid, signal.SIGTERM)
-                broker.wait(timeout=60)
+            one = run_workers(source, address, root / "one", 1, events)
+            two = run_workers(source, address, root / "two", 2, events)
     figures["one_worker"], figures["two_workers"] = one, two
     figures["ratio_2_vs_1"] = two["events_per_second"] / one["events_per_second"]
     per_event = two["cpu_ms_per_event"] / 1000
