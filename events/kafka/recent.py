@@ -22,8 +22,8 @@ def envelope_of(record: Any) -> Envelope:
 class PlacedEvents:
     """The events this process committed, by partition and offset, for a while.
 
-    Subscribers in the writer's own process (the leader's dispatcher and projections) read
-    them back from the topic in a moment; they take these objects rather than decode the
+    Readers in the writer's own process (its projection worker's share, the leader's
+    checkpointer) read them back from the topic in a moment; they take these objects rather than decode the
     same bytes again. Only committed transactions are remembered, and a read_committed
     consumer never sees an aborted record, so an offset found here is the record there.
     """
