@@ -23,9 +23,10 @@ class PlacedEvents:
     """The events this process committed, by partition and offset, for a while.
 
     Readers in the writer's own process (its projection worker's share, the leader's
-    checkpointer) read them back from the topic in a moment; they take these objects rather than decode the
-    same bytes again. Only committed transactions are remembered, and a read_committed
-    consumer never sees an aborted record, so an offset found here is the record there.
+    checkpointer) read them back from the topic in a moment; they take these objects rather
+    than decode the same bytes again. Only committed transactions are remembered, and a
+    read_committed consumer never sees an aborted record, so an offset found here is the
+    record there.
     """
 
     def __init__(self, size: int) -> None:
